@@ -1,0 +1,82 @@
+//! Telling apart the datagrams on the one shared media port.
+//!
+//! All classrooms send to one UDP port. Once a remote address is known, it names its transport. A
+//! new address first sends an ICE connectivity check (a STUN Binding request) whose USERNAME
+//! attribute starts with the ICE username fragment the server gave that transport in its SDP — that
+//! is how a new address is matched (RFC 8445 §7.2.2; what mediasoup's WebRtcServer and LiveKit's UDP
+//! mux do).
+
+const STUN_HEADER_LEN: usize = 20;
+const STUN_MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
+const STUN_BINDING_REQUEST: [u8; 2] = [0x00, 0x01];
+const ATTR_USERNAME: u16 = 0x0006;
+
+/// Whether a datagram is STUN (RFC 7983: first byte 0..=3).
+pub fn is_stun(datagram: &[u8]) -> bool {
+    datagram.len() >= STUN_HEADER_LEN && datagram[0] <= 3 && datagram[4..8] == STUN_MAGIC_COOKIE
+}
+
+/// The server-side ICE ufrag a STUN Binding request is addressed to, if the datagram is one.
+pub fn binding_request_ufrag(datagram: &[u8]) -> Option<&str> {
+    if !is_stun(datagram) || datagram[0..2] != STUN_BINDING_REQUEST {
+        return None;
+    }
+    let declared = u16::from_be_bytes([datagram[2], datagram[3]]) as usize;
+    let end = (STUN_HEADER_LEN + declared).min(datagram.len());
+    let mut at = STUN_HEADER_LEN;
+    while at + 4 <= end {
+        let kind = u16::from_be_bytes([datagram[at], datagram[at + 1]]);
+        let len = u16::from_be_bytes([datagram[at + 2], datagram[at + 3]]) as usize;
+        let value = datagram.get(at + 4..at + 4 + len)?;
+        if kind == ATTR_USERNAME {
+            let username = std::str::from_utf8(value).ok()?;
+            // "<receiver ufrag>:<sender ufrag>": we are the receiver.
+            return username.split(':').next();
+        }
+        at += 4 + len.div_ceil(4) * 4;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding_request(username: &str) -> Vec<u8> {
+        let mut attrs = Vec::new();
+        // A PRIORITY attribute first, as browsers send it, to prove we walk past others.
+        attrs.extend_from_slice(&[0x00, 0x24, 0x00, 0x04, 1, 2, 3, 4]);
+        attrs.extend_from_slice(&ATTR_USERNAME.to_be_bytes());
+        attrs.extend_from_slice(&(username.len() as u16).to_be_bytes());
+        attrs.extend_from_slice(username.as_bytes());
+        while attrs.len() % 4 != 0 {
+            attrs.push(0);
+        }
+        let mut msg = vec![0x00, 0x01];
+        msg.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+        msg.extend_from_slice(&STUN_MAGIC_COOKIE);
+        msg.extend_from_slice(&[7; 12]);
+        msg.extend_from_slice(&attrs);
+        msg
+    }
+
+    #[test]
+    fn finds_the_server_ufrag() {
+        assert_eq!(
+            binding_request_ufrag(&binding_request("srvA:cli9")),
+            Some("srvA")
+        );
+    }
+
+    #[test]
+    fn ignores_media_and_garbage() {
+        let rtp = [
+            0x80u8, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert_eq!(binding_request_ufrag(&rtp), None);
+        assert_eq!(binding_request_ufrag(&[0, 1, 2]), None);
+        let mut truncated = binding_request("srvA:cli9");
+        truncated.truncate(26);
+        assert_eq!(binding_request_ufrag(&truncated), None);
+    }
+}

@@ -1,0 +1,201 @@
+//! The thin I/O loop: one UDP socket, one task, one [`Router`].
+//!
+//! Nothing here decides anything. The loop moves datagrams between the socket and the router,
+//! wakes the router at its deadlines, and turns signaling's requests into router calls. Because
+//! one task owns the router, the media plane needs no locks.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::SfuMetrics;
+use crate::router::{Router, RouterEvent};
+use crate::{ClassId, ClassroomId, Leg, Role, RouterConfig, SfuError, Source, TrackInfo};
+
+/// Largest datagram we accept; WebRTC keeps packets under the path MTU, so this is generous.
+const MAX_DATAGRAM: usize = 2048;
+
+type Reply<T> = oneshot::Sender<Result<T, SfuError>>;
+
+enum Command {
+    Join(ClassId, ClassroomId, Role),
+    Leave(ClassroomId),
+    SetStage(ClassId, Vec<ClassroomId>),
+    PublishOffer(ClassroomId, String, Vec<(String, Source)>, Reply<String>),
+    SubscribeAnswer(ClassroomId, String, Reply<()>),
+    Candidate(ClassroomId, Leg, RTCIceCandidateInit, Reply<()>),
+    Tracks(ClassId, oneshot::Sender<Vec<TrackInfo>>),
+    TransportCount(oneshot::Sender<usize>),
+}
+
+/// A handle on the running media plane. Cheap to clone; the loop stops when every handle is gone.
+#[derive(Clone)]
+pub struct SfuHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    media_addr: SocketAddr,
+}
+
+/// Bind the media port and start the loop. Router events arrive on the returned receiver.
+pub async fn start(
+    config: RouterConfig,
+    metrics: Arc<SfuMetrics>,
+) -> std::io::Result<(SfuHandle, mpsc::UnboundedReceiver<RouterEvent>)> {
+    let socket = UdpSocket::bind(config.media_addr).await?;
+    let local = socket.local_addr()?;
+    let mut config = config;
+    config.media_addr = local;
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (event_tx, events) = mpsc::unbounded_channel();
+    let router = Router::new(config, metrics.clone());
+    tokio::spawn(run(socket, local, router, command_rx, event_tx, metrics));
+    Ok((
+        SfuHandle {
+            commands,
+            media_addr: local,
+        },
+        events,
+    ))
+}
+
+async fn run(
+    socket: UdpSocket,
+    local: SocketAddr,
+    mut router: Router,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<RouterEvent>,
+    metrics: Arc<SfuMetrics>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        while let Some(out) = router.poll_transmit() {
+            if let Err(err) = socket.send_to(&out.data, out.to).await {
+                tracing::debug!(to = %out.to, %err, "media send failed");
+            }
+        }
+        while let Some(event) = router.poll_event() {
+            let _ = events.send(event);
+        }
+        let deadline = router.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            command = commands.recv() => match command {
+                Some(command) => apply(&mut router, command),
+                None => break,
+            },
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((n, from)) => {
+                    metrics.datagrams_received.inc();
+                    router.handle_datagram(Instant::now(), local, from, &buf[..n]);
+                }
+                // ICMP port unreachable from a vanished peer surfaces here on some systems.
+                Err(err) => tracing::debug!(%err, "media receive failed"),
+            },
+            () = sleep => router.handle_timeout(Instant::now()),
+        }
+    }
+    tracing::info!("media plane stopped");
+}
+
+fn apply(router: &mut Router, command: Command) {
+    let now = Instant::now();
+    match command {
+        Command::Join(class, classroom, role) => router.join(now, class, classroom, role),
+        Command::Leave(classroom) => router.leave(now, &classroom),
+        Command::SetStage(class, stage) => router.set_stage(now, &class, stage),
+        Command::PublishOffer(classroom, sdp, sources, reply) => {
+            let _ = reply.send(router.publish_offer(now, &classroom, sdp, sources));
+        }
+        Command::SubscribeAnswer(classroom, sdp, reply) => {
+            let _ = reply.send(router.subscribe_answer(now, &classroom, sdp));
+        }
+        Command::Candidate(classroom, leg, candidate, reply) => {
+            let _ = reply.send(router.add_remote_candidate(&classroom, leg, candidate));
+        }
+        Command::Tracks(class, reply) => {
+            let _ = reply.send(router.tracks_of(&class));
+        }
+        Command::TransportCount(reply) => {
+            let _ = reply.send(router.transport_count());
+        }
+    }
+}
+
+impl SfuHandle {
+    /// The address the media socket is bound to.
+    pub fn media_addr(&self) -> SocketAddr {
+        self.media_addr
+    }
+
+    fn send(&self, command: Command) -> Result<(), SfuError> {
+        self.commands.send(command).map_err(|_| SfuError::Stopped)
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, SfuError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx))?;
+        rx.await.map_err(|_| SfuError::Stopped)?
+    }
+
+    pub fn join(&self, class: ClassId, classroom: ClassroomId, role: Role) -> Result<(), SfuError> {
+        self.send(Command::Join(class, classroom, role))
+    }
+
+    pub fn leave(&self, classroom: ClassroomId) -> Result<(), SfuError> {
+        self.send(Command::Leave(classroom))
+    }
+
+    pub fn set_stage(&self, class: ClassId, stage: Vec<ClassroomId>) -> Result<(), SfuError> {
+        self.send(Command::SetStage(class, stage))
+    }
+
+    pub async fn publish_offer(
+        &self,
+        classroom: ClassroomId,
+        sdp: String,
+        sources: Vec<(String, Source)>,
+    ) -> Result<String, SfuError> {
+        self.ask(|reply| Command::PublishOffer(classroom, sdp, sources, reply))
+            .await
+    }
+
+    pub async fn subscribe_answer(
+        &self,
+        classroom: ClassroomId,
+        sdp: String,
+    ) -> Result<(), SfuError> {
+        self.ask(|reply| Command::SubscribeAnswer(classroom, sdp, reply))
+            .await
+    }
+
+    pub async fn add_remote_candidate(
+        &self,
+        classroom: ClassroomId,
+        leg: Leg,
+        candidate: RTCIceCandidateInit,
+    ) -> Result<(), SfuError> {
+        self.ask(|reply| Command::Candidate(classroom, leg, candidate, reply))
+            .await
+    }
+
+    pub async fn tracks(&self, class: ClassId) -> Result<Vec<TrackInfo>, SfuError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Tracks(class, tx))?;
+        rx.await.map_err(|_| SfuError::Stopped)
+    }
+
+    pub async fn transport_count(&self) -> Result<usize, SfuError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::TransportCount(tx))?;
+        rx.await.map_err(|_| SfuError::Stopped)
+    }
+}

@@ -1,0 +1,74 @@
+//! Tandem's media plane: a selective forwarding unit for dual-teacher lessons.
+//!
+//! - [`router::Router`]: the sans-IO core (classrooms, legs, tracks, forwarding).
+//! - [`policy`]: the one place that decides who receives what.
+//! - [`driver`]: the thin tokio loop that owns the one UDP socket and drives the router.
+
+pub mod demux;
+pub mod driver;
+pub mod ids;
+pub mod keyframe;
+pub mod metrics;
+pub mod policy;
+pub mod router;
+pub mod track;
+pub mod transport;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+pub use ids::{ClassId, ClassroomId, Leg, TrackId};
+pub use policy::Role;
+pub use router::{OfferedTrack, Router, RouterEvent};
+/// A trickled ICE candidate, as browsers hand it over.
+pub use rtc::peer_connection::transport::RTCIceCandidateInit as IceCandidateInit;
+pub use track::{MediaKind, Source, TrackInfo};
+
+/// Settings of the media plane. Every limit is named here with its default.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// The address the media socket is bound to.
+    pub media_addr: SocketAddr,
+    /// The IP announced in ICE candidates (a server behind NAT announces its public address).
+    pub public_ip: Option<IpAddr>,
+    /// At most one keyframe request per published track in this interval (mediasoup: 1 s).
+    pub keyframe_request_interval: Duration,
+    /// Packets kept per outgoing stream for retransmission on NACK (a power of two).
+    pub nack_buffer_packets: u16,
+}
+
+impl RouterConfig {
+    pub fn new(media_addr: SocketAddr) -> Self {
+        Self {
+            media_addr,
+            public_ip: None,
+            keyframe_request_interval: Duration::from_secs(1),
+            nack_buffer_packets: 512,
+        }
+    }
+
+    /// The candidate address clients are told to send media to.
+    pub fn announced_addr(&self) -> SocketAddr {
+        let ip = match (self.public_ip, self.media_addr.ip()) {
+            (Some(ip), _) => ip,
+            // A wildcard bind cannot be announced; loopback is the only address known to work.
+            (None, ip) if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+            (None, ip) => ip,
+        };
+        SocketAddr::new(ip, self.media_addr.port())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SfuError {
+    #[error("unknown classroom")]
+    UnknownClassroom,
+    #[error("not allowed: {0}")]
+    NotAllowed(&'static str),
+    #[error("negotiation failed: {0}")]
+    Negotiation(String),
+    #[error("webrtc: {0}")]
+    Rtc(#[from] rtc::shared::error::Error),
+    #[error("media plane stopped")]
+    Stopped,
+}

@@ -1,0 +1,1012 @@
+//! The media plane as a sans-IO state machine.
+//!
+//! The [`Router`] owns every classroom's WebRTC legs. It is fed datagrams, time and signaling
+//! commands, and hands back datagrams to send, events for the signaling layer and its next deadline.
+//! It never touches a socket or a clock, so it is tested with fake time; [`crate::driver`] is the
+//! thin loop that gives it a real UDP socket.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+
+use crate::demux;
+use crate::ids::{ClassId, ClassroomId, Leg, TrackId};
+use crate::keyframe::KeyframeThrottle;
+use crate::metrics::SfuMetrics;
+use crate::policy::{self, Role, Stage};
+use crate::track::{MediaKind, Source, TrackInfo};
+use crate::transport::{Transport, TransportKey};
+use crate::{RouterConfig, SfuError};
+
+/// A datagram the router wants on the wire.
+#[derive(Debug)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub data: BytesMut,
+}
+
+/// A published track as carried on one subscriber's leg.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OfferedTrack {
+    /// The subscriber-side transceiver that carries it.
+    pub mid: String,
+    pub track: TrackInfo,
+}
+
+/// What the router tells the signaling layer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouterEvent {
+    /// Media of a new track is arriving; everybody in the class should be told.
+    TrackPublished { class: ClassId, track: TrackInfo },
+    /// A track ended (unpublished, or its classroom left).
+    TrackUnpublished { class: ClassId, track: TrackInfo },
+    /// What `classroom` receives changed: send it this offer on its subscribe leg.
+    SubscribeOffer {
+        classroom: ClassroomId,
+        sdp: String,
+        tracks: Vec<OfferedTrack>,
+    },
+    /// A leg connected, or was lost.
+    LegState {
+        classroom: ClassroomId,
+        leg: Leg,
+        connected: bool,
+    },
+}
+
+struct Member {
+    class: ClassId,
+    role: Role,
+    publish: Option<TransportKey>,
+    subscribe: Option<TransportKey>,
+    /// Sources the classroom declared for its tracks, by the track id in its SDP `msid`.
+    declared_sources: HashMap<String, Source>,
+    /// What this classroom receives, by published track.
+    downtracks: HashMap<TrackId, DownTrack>,
+    negotiation: Negotiation,
+}
+
+#[derive(Default, PartialEq, Eq)]
+struct Negotiation {
+    offer_outstanding: bool,
+    needs_offer: bool,
+}
+
+struct DownTrack {
+    sender: RTCRtpSenderId,
+    ssrc: u32,
+    payload_type: u8,
+}
+
+struct PublishedTrack {
+    info: TrackInfo,
+    class: ClassId,
+    receiver: RTCRtpReceiverId,
+    publish_leg: TransportKey,
+    media_ssrc: u32,
+    codec: Option<RTCRtpCodec>,
+    keyframes: KeyframeThrottle,
+    /// Classrooms whose subscribe leg carries this track.
+    subscribers: Vec<ClassroomId>,
+}
+
+#[derive(Default)]
+struct ClassMedia {
+    members: Vec<ClassroomId>,
+    stage: Stage,
+}
+
+pub struct Router {
+    config: RouterConfig,
+    metrics: Arc<SfuMetrics>,
+    next_key: TransportKey,
+    next_track: u64,
+    transports: HashMap<TransportKey, Transport>,
+    by_ufrag: HashMap<String, TransportKey>,
+    by_addr: HashMap<SocketAddr, TransportKey>,
+    members: HashMap<ClassroomId, Member>,
+    classes: HashMap<ClassId, ClassMedia>,
+    /// Published tracks, by server id.
+    tracks: HashMap<TrackId, PublishedTrack>,
+    /// (publish leg, rtc track id) → server track id.
+    track_by_leg: HashMap<(TransportKey, String), TrackId>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<RouterEvent>,
+    dirty: HashSet<TransportKey>,
+}
+
+impl Router {
+    pub fn new(config: RouterConfig, metrics: Arc<SfuMetrics>) -> Self {
+        Self {
+            config,
+            metrics,
+            next_key: 1,
+            next_track: 1,
+            transports: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            members: HashMap::new(),
+            classes: HashMap::new(),
+            tracks: HashMap::new(),
+            track_by_leg: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            dirty: HashSet::new(),
+        }
+    }
+
+    /// A classroom joins a class. Joining again (a reconnect) starts it afresh.
+    pub fn join(&mut self, now: Instant, class: ClassId, classroom: ClassroomId, role: Role) {
+        if self.members.contains_key(&classroom) {
+            self.leave(now, &classroom);
+        }
+        self.classes
+            .entry(class.clone())
+            .or_default()
+            .members
+            .push(classroom.clone());
+        self.members.insert(
+            classroom,
+            Member {
+                class: class.clone(),
+                role,
+                publish: None,
+                subscribe: None,
+                declared_sources: HashMap::new(),
+                downtracks: HashMap::new(),
+                negotiation: Negotiation::default(),
+            },
+        );
+        self.sync_class(now, &class);
+        self.flush();
+    }
+
+    /// A classroom leaves: its tracks end for everyone, its legs close and nothing of it remains.
+    pub fn leave(&mut self, now: Instant, classroom: &ClassroomId) {
+        let Some(member) = self.members.remove(classroom) else {
+            return;
+        };
+        let ended: Vec<TrackId> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| &t.info.classroom_id == classroom)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for track in ended {
+            self.unpublish(&track);
+        }
+        for track in self.tracks.values_mut() {
+            track.subscribers.retain(|s| s != classroom);
+        }
+        for key in [member.publish, member.subscribe].into_iter().flatten() {
+            self.close_transport(key);
+        }
+        if let Some(class) = self.classes.get_mut(&member.class) {
+            class.members.retain(|m| m != classroom);
+            if class.members.is_empty() {
+                self.classes.remove(&member.class);
+            }
+        }
+        self.sync_class(now, &member.class);
+        self.flush();
+    }
+
+    /// The teacher changed who is on stage.
+    pub fn set_stage(
+        &mut self,
+        now: Instant,
+        class: &ClassId,
+        on_stage: impl IntoIterator<Item = ClassroomId>,
+    ) {
+        if let Some(media) = self.classes.get_mut(class) {
+            media.stage.replace(on_stage);
+        }
+        self.sync_class(now, class);
+        self.flush();
+    }
+
+    /// The classroom offers what it publishes; returns the server's answer.
+    pub fn publish_offer(
+        &mut self,
+        now: Instant,
+        classroom: &ClassroomId,
+        sdp: String,
+        sources: impl IntoIterator<Item = (String, Source)>,
+    ) -> Result<String, SfuError> {
+        let member = self
+            .members
+            .get_mut(classroom)
+            .ok_or(SfuError::UnknownClassroom)?;
+        if member.role == Role::Viewer {
+            return Err(SfuError::NotAllowed("a viewer publishes nothing"));
+        }
+        member.declared_sources.extend(sources);
+        let key = match member.publish {
+            Some(key) => key,
+            None => {
+                let transport = Transport::new(now, &self.config, Leg::Publish, classroom.clone())?;
+                let key = self.insert_transport(transport);
+                self.members
+                    .get_mut(classroom)
+                    .ok_or(SfuError::UnknownClassroom)?
+                    .publish = Some(key);
+                key
+            }
+        };
+        let announced = self.config.announced_addr();
+        let transport = self
+            .transports
+            .get_mut(&key)
+            .ok_or(SfuError::UnknownClassroom)?;
+        let first = transport.pc.remote_description().is_none();
+        transport
+            .pc
+            .set_remote_description(now, RTCSessionDescription::offer(sdp)?)?;
+        if first {
+            transport.add_host_candidate(announced)?;
+        }
+        let answer = transport.pc.create_answer(None)?;
+        transport.pc.set_local_description(now, answer)?;
+        let sdp = transport
+            .pc
+            .local_description()
+            .map(|d| d.sdp)
+            .ok_or(SfuError::Negotiation("no local description".into()))?;
+        self.dirty.insert(key);
+        self.drain(now, key);
+        self.flush();
+        Ok(sdp)
+    }
+
+    /// The classroom answered the last subscribe offer.
+    pub fn subscribe_answer(
+        &mut self,
+        now: Instant,
+        classroom: &ClassroomId,
+        sdp: String,
+    ) -> Result<(), SfuError> {
+        let member = self
+            .members
+            .get_mut(classroom)
+            .ok_or(SfuError::UnknownClassroom)?;
+        let key = member
+            .subscribe
+            .filter(|_| member.negotiation.offer_outstanding)
+            .ok_or(SfuError::Negotiation(
+                "no subscribe offer is outstanding".into(),
+            ))?;
+        let transport = self
+            .transports
+            .get_mut(&key)
+            .ok_or(SfuError::UnknownClassroom)?;
+        transport
+            .pc
+            .set_remote_description(now, RTCSessionDescription::answer(sdp)?)?;
+        member.negotiation.offer_outstanding = false;
+        let class = member.class.clone();
+        self.dirty.insert(key);
+        self.drain(now, key);
+        // Changes that came while the offer was out go in the next one.
+        self.offer_if_needed(now, classroom);
+        self.request_keyframes_for(now, classroom);
+        let _ = class;
+        self.flush();
+        Ok(())
+    }
+
+    /// A trickled ICE candidate from the classroom.
+    pub fn add_remote_candidate(
+        &mut self,
+        classroom: &ClassroomId,
+        leg: Leg,
+        candidate: RTCIceCandidateInit,
+    ) -> Result<(), SfuError> {
+        let member = self
+            .members
+            .get(classroom)
+            .ok_or(SfuError::UnknownClassroom)?;
+        let key = match leg {
+            Leg::Publish => member.publish,
+            Leg::Subscribe => member.subscribe,
+        }
+        .ok_or(SfuError::Negotiation(
+            "that leg is not negotiated yet".into(),
+        ))?;
+        if candidate.candidate.is_empty() {
+            return Ok(());
+        }
+        if let Some(transport) = self.transports.get_mut(&key) {
+            transport.pc.add_remote_candidate(candidate)?;
+        }
+        Ok(())
+    }
+
+    /// A datagram arrived on the shared media port.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        data: &[u8],
+    ) {
+        let key = match self.by_addr.get(&from) {
+            Some(key) => *key,
+            None => {
+                let Some(key) = demux::binding_request_ufrag(data)
+                    .and_then(|ufrag| self.by_ufrag.get(ufrag))
+                    .copied()
+                else {
+                    // Not a check for any leg we know: a stray, a scanner, or a leg already closed.
+                    return;
+                };
+                self.by_addr.insert(from, key);
+                if let Some(t) = self.transports.get_mut(&key) {
+                    t.remote_addr = Some(from);
+                }
+                key
+            }
+        };
+        let Some(transport) = self.transports.get_mut(&key) else {
+            self.by_addr.remove(&from);
+            return;
+        };
+        let read = transport.pc.handle_read(TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: local,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(data),
+        });
+        if let Err(err) = read {
+            tracing::debug!(%from, %err, "datagram rejected");
+        }
+        self.dirty.insert(key);
+        self.drain(now, key);
+        self.flush();
+    }
+
+    /// The next instant the router must be woken at, if any.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let legs = self
+            .transports
+            .values_mut()
+            .filter_map(|t| t.pc.poll_timeout());
+        let keyframes = self.tracks.values().filter_map(|t| t.keyframes.deadline());
+        legs.chain(keyframes).min()
+    }
+
+    /// Time has passed: retransmissions, reports, consent checks, deferred keyframe requests.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<TransportKey> = self
+            .transports
+            .iter_mut()
+            .filter_map(|(k, t)| {
+                t.pc.poll_timeout()
+                    .is_some_and(|at| at <= now)
+                    .then_some(*k)
+            })
+            .collect();
+        for key in due {
+            if let Some(t) = self.transports.get_mut(&key)
+                && let Err(err) = t.pc.handle_timeout(now)
+            {
+                tracing::debug!(%err, "leg timeout handling failed");
+            }
+            self.dirty.insert(key);
+            self.drain(now, key);
+        }
+        let deferred: Vec<TrackId> = self
+            .tracks
+            .iter_mut()
+            .filter_map(|(id, t)| t.keyframes.poll(now).then(|| id.clone()))
+            .collect();
+        for track in deferred {
+            self.send_pli(now, &track);
+        }
+        self.flush();
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<RouterEvent> {
+        self.events.pop_front()
+    }
+
+    /// Tracks being published in a class.
+    pub fn tracks_of(&self, class: &ClassId) -> Vec<TrackInfo> {
+        let mut tracks: Vec<TrackInfo> = self
+            .tracks
+            .values()
+            .filter(|t| &t.class == class)
+            .map(|t| t.info.clone())
+            .collect();
+        tracks.sort_by(|a, b| a.track_id.cmp(&b.track_id));
+        tracks
+    }
+
+    /// Live transports; a leak shows here first.
+    pub fn transport_count(&self) -> usize {
+        self.transports.len()
+    }
+
+    // ---- internals ----
+
+    fn insert_transport(&mut self, transport: Transport) -> TransportKey {
+        let key = self.next_key;
+        self.next_key += 1;
+        self.by_ufrag.insert(transport.ufrag.clone(), key);
+        self.transports.insert(key, transport);
+        key
+    }
+
+    fn close_transport(&mut self, key: TransportKey) {
+        if let Some(mut transport) = self.transports.remove(&key) {
+            let _ = transport.pc.close();
+            // Say goodbye (DTLS close_notify) before forgetting the leg.
+            while let Some(out) = transport.pc.poll_write() {
+                self.push_transmit(out);
+            }
+            self.by_ufrag.remove(&transport.ufrag);
+            self.by_addr.retain(|_, k| *k != key);
+            self.track_by_leg.retain(|(k, _), _| *k != key);
+        }
+        self.dirty.remove(&key);
+    }
+
+    fn push_transmit(&mut self, out: TaggedBytesMut) {
+        self.transmits.push_back(Transmit {
+            to: out.transport.peer_addr,
+            data: out.message,
+        });
+    }
+
+    /// Move every dirty leg's outgoing datagrams to the transmit queue.
+    fn flush(&mut self) {
+        let dirty: Vec<TransportKey> = self.dirty.drain().collect();
+        for key in dirty {
+            if let Some(t) = self.transports.get_mut(&key) {
+                while let Some(out) = t.pc.poll_write() {
+                    self.transmits.push_back(Transmit {
+                        to: out.transport.peer_addr,
+                        data: out.message,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Handle what a leg produced: state changes, new tracks, media and feedback.
+    fn drain(&mut self, now: Instant, key: TransportKey) {
+        let mut events = Vec::new();
+        let mut reads = Vec::new();
+        {
+            let Some(t) = self.transports.get_mut(&key) else {
+                return;
+            };
+            while let Some(event) = t.pc.poll_event() {
+                events.push(event);
+            }
+            while let Some(read) = t.pc.poll_read() {
+                reads.push(read);
+            }
+        }
+        for event in events {
+            self.on_leg_event(now, key, event);
+        }
+        for TaggedRTCMessage { message, .. } in reads {
+            match message {
+                RTCMessage::RtpPacket(rtc_track, packet) => {
+                    self.on_media(now, key, &rtc_track, packet)
+                }
+                RTCMessage::RtcpPacket(rtc_track, packets) => {
+                    self.on_feedback(now, key, &rtc_track, &packets)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_leg_event(&mut self, now: Instant, key: TransportKey, event: RTCPeerConnectionEvent) {
+        let Some(t) = self.transports.get_mut(&key) else {
+            return;
+        };
+        let (leg, classroom) = (t.leg, t.classroom.clone());
+        match event {
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                let connected = state == RTCPeerConnectionState::Connected;
+                let lost = matches!(
+                    state,
+                    RTCPeerConnectionState::Disconnected
+                        | RTCPeerConnectionState::Failed
+                        | RTCPeerConnectionState::Closed
+                );
+                if !connected && !lost {
+                    return;
+                }
+                t.connected = connected;
+                tracing::info!(classroom = %classroom, ?leg, %state, "leg state");
+                self.events.push_back(RouterEvent::LegState {
+                    classroom: classroom.clone(),
+                    leg,
+                    connected,
+                });
+                if connected && leg == Leg::Subscribe {
+                    self.request_keyframes_for(now, &classroom);
+                }
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                self.on_track_open(key, &classroom, init.track_id, init.receiver_id, init.ssrc);
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(rtc_track)) => {
+                if let Some(track) = self.track_by_leg.remove(&(key, rtc_track)) {
+                    self.unpublish(&track);
+                    if let Some(class) = self.members.get(&classroom).map(|m| m.class.clone()) {
+                        self.sync_class(now, &class);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_track_open(
+        &mut self,
+        key: TransportKey,
+        classroom: &ClassroomId,
+        rtc_track: String,
+        receiver: RTCRtpReceiverId,
+        ssrc: u32,
+    ) {
+        let Some(member) = self.members.get(classroom) else {
+            return;
+        };
+        if self.track_by_leg.contains_key(&(key, rtc_track.clone())) {
+            return;
+        }
+        let Some(t) = self.transports.get_mut(&key) else {
+            return;
+        };
+        let Some(rtp_receiver) = t.pc.rtp_receiver(receiver) else {
+            return;
+        };
+        let kind = match rtp_receiver.track().kind() {
+            RtpCodecKind::Audio => MediaKind::Audio,
+            _ => MediaKind::Video,
+        };
+        let source = member
+            .declared_sources
+            .get(&rtc_track)
+            .copied()
+            .unwrap_or(Source::default_for(kind));
+        let track_id = TrackId::from(format!("t{}", self.next_track));
+        self.next_track += 1;
+        let info = TrackInfo {
+            track_id: track_id.clone(),
+            classroom_id: classroom.clone(),
+            kind,
+            source,
+        };
+        self.track_by_leg.insert((key, rtc_track), track_id.clone());
+        self.tracks.insert(
+            track_id,
+            PublishedTrack {
+                info,
+                class: member.class.clone(),
+                receiver,
+                publish_leg: key,
+                media_ssrc: ssrc,
+                codec: None,
+                keyframes: KeyframeThrottle::new(self.config.keyframe_request_interval),
+                subscribers: Vec::new(),
+            },
+        );
+    }
+
+    /// A publisher's RTP packet: forward it to every subscriber of its track.
+    fn on_media(
+        &mut self,
+        now: Instant,
+        key: TransportKey,
+        rtc_track: &str,
+        packet: rtc::rtp::Packet,
+    ) {
+        let Some(track_id) = self.track_by_leg.get(&(key, rtc_track.to_owned())).cloned() else {
+            return;
+        };
+        let Some(track) = self.tracks.get_mut(&track_id) else {
+            return;
+        };
+        if track.codec.is_none() {
+            // The first packet names the codec the browser chose: now the track can be offered.
+            let codec = self.transports.get_mut(&key).and_then(|t| {
+                let mut receiver = t.pc.rtp_receiver(track.receiver)?;
+                receiver
+                    .get_parameters()
+                    .rtp_parameters
+                    .codecs
+                    .iter()
+                    .find(|c| c.payload_type == packet.header.payload_type)
+                    .map(|c| c.rtp_codec.clone())
+            });
+            let Some(codec) = codec else {
+                return;
+            };
+            track.codec = Some(codec);
+            let (class, info) = (track.class.clone(), track.info.clone());
+            tracing::info!(class = %class, classroom = %info.classroom_id, track = %info.track_id, kind = ?info.kind, "track published");
+            self.events.push_back(RouterEvent::TrackPublished {
+                class: class.clone(),
+                track: info,
+            });
+            self.sync_class(now, &class);
+            return;
+        }
+        forward(
+            now,
+            &packet,
+            &track_id,
+            &track.subscribers,
+            &self.members,
+            &mut self.transports,
+            &mut self.dirty,
+            &self.metrics,
+        );
+    }
+
+    /// RTCP that surfaced on a leg: keyframe requests from subscribers go to the publisher.
+    fn on_feedback(
+        &mut self,
+        now: Instant,
+        key: TransportKey,
+        rtc_track: &str,
+        packets: &[Box<dyn rtc::rtcp::Packet>],
+    ) {
+        let wants_keyframe = packets.iter().any(|p| {
+            p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()
+        });
+        let is_subscribe_leg = self
+            .transports
+            .get(&key)
+            .is_some_and(|t| t.leg == Leg::Subscribe);
+        if wants_keyframe && is_subscribe_leg {
+            // Subscriber-side senders are named after the server track they carry.
+            let track = TrackId::from(rtc_track);
+            self.request_keyframe(now, &track);
+        }
+    }
+
+    fn request_keyframes_for(&mut self, now: Instant, classroom: &ClassroomId) {
+        let Some(member) = self.members.get(classroom) else {
+            return;
+        };
+        let video: Vec<TrackId> = member
+            .downtracks
+            .keys()
+            .filter(|id| {
+                self.tracks
+                    .get(*id)
+                    .is_some_and(|t| t.info.kind == MediaKind::Video)
+            })
+            .cloned()
+            .collect();
+        for track in video {
+            self.request_keyframe(now, &track);
+        }
+    }
+
+    fn request_keyframe(&mut self, now: Instant, track: &TrackId) {
+        if let Some(t) = self.tracks.get_mut(track)
+            && t.info.kind == MediaKind::Video
+            && t.keyframes.request(now)
+        {
+            self.send_pli(now, track);
+        }
+    }
+
+    fn send_pli(&mut self, now: Instant, track: &TrackId) {
+        let Some(t) = self.tracks.get(track) else {
+            return;
+        };
+        let (leg, receiver, media_ssrc) = (t.publish_leg, t.receiver, t.media_ssrc);
+        if let Some(transport) = self.transports.get_mut(&leg)
+            && let Some(mut rtp_receiver) = transport.pc.rtp_receiver(receiver)
+        {
+            let pli = PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc,
+            };
+            if rtp_receiver.write_rtcp(now, vec![Box::new(pli)]).is_ok() {
+                self.metrics.keyframe_requests.inc();
+            }
+            self.dirty.insert(leg);
+        }
+    }
+
+    fn unpublish(&mut self, track: &TrackId) {
+        let Some(published) = self.tracks.remove(track) else {
+            return;
+        };
+        self.track_by_leg.retain(|_, t| t != track);
+        tracing::info!(class = %published.class, track = %track, "track unpublished");
+        self.events.push_back(RouterEvent::TrackUnpublished {
+            class: published.class,
+            track: published.info,
+        });
+    }
+
+    /// Make every member of a class receive exactly what the policy says, renegotiating as needed.
+    fn sync_class(&mut self, now: Instant, class: &ClassId) {
+        let Some(media) = self.classes.get(class) else {
+            return;
+        };
+        let stage = media.stage.clone();
+        let members = media.members.clone();
+        let tracks: Vec<(TrackId, ClassroomId, MediaKind, RTCRtpCodec)> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| &t.class == class)
+            .filter_map(|(id, t)| {
+                Some((
+                    id.clone(),
+                    t.info.classroom_id.clone(),
+                    t.info.kind,
+                    t.codec.clone()?,
+                ))
+            })
+            .collect();
+        for subscriber in &members {
+            let Some(sub_role) = self.members.get(subscriber).map(|m| m.role) else {
+                continue;
+            };
+            let wanted: HashSet<TrackId> = tracks
+                .iter()
+                .filter(|(_, publisher, _, _)| {
+                    self.members.get(publisher).is_some_and(|p| {
+                        policy::receives((publisher, p.role), (subscriber, sub_role), &stage)
+                    })
+                })
+                .map(|(id, ..)| id.clone())
+                .collect();
+            let current: HashSet<TrackId> = self.members[subscriber]
+                .downtracks
+                .keys()
+                .cloned()
+                .collect();
+            let mut changed = false;
+            for gone in current.difference(&wanted) {
+                self.remove_downtrack(subscriber, gone);
+                changed = true;
+            }
+            for new in wanted.difference(&current) {
+                let Some((_, publisher, kind, codec)) = tracks.iter().find(|(id, ..)| id == new)
+                else {
+                    continue;
+                };
+                match self.add_downtrack(now, subscriber, new, publisher, *kind, codec.clone()) {
+                    Ok(()) => changed = true,
+                    Err(err) => {
+                        tracing::warn!(classroom = %subscriber, track = %new, %err, "cannot forward track")
+                    }
+                }
+            }
+            if changed {
+                if let Some(m) = self.members.get_mut(subscriber) {
+                    m.negotiation.needs_offer = true;
+                }
+                self.offer_if_needed(now, subscriber);
+            }
+        }
+    }
+
+    fn add_downtrack(
+        &mut self,
+        now: Instant,
+        subscriber: &ClassroomId,
+        track: &TrackId,
+        publisher: &ClassroomId,
+        kind: MediaKind,
+        codec: RTCRtpCodec,
+    ) -> Result<(), SfuError> {
+        let key = match self.members.get(subscriber).and_then(|m| m.subscribe) {
+            Some(key) => key,
+            None => {
+                let mut transport =
+                    Transport::new(now, &self.config, Leg::Subscribe, subscriber.clone())?;
+                transport.add_host_candidate(self.config.announced_addr())?;
+                let key = self.insert_transport(transport);
+                if let Some(m) = self.members.get_mut(subscriber) {
+                    m.subscribe = Some(key);
+                }
+                key
+            }
+        };
+        let transport = self
+            .transports
+            .get_mut(&key)
+            .ok_or(SfuError::UnknownClassroom)?;
+        let ssrc = rand::random::<u32>();
+        let mime = codec.mime_type.clone();
+        let media_track = rtc::media_stream::MediaStreamTrack::new(
+            // The stream is the publishing classroom, so a browser groups its audio and video.
+            publisher.to_string(),
+            track.to_string(),
+            track.to_string(),
+            match kind {
+                MediaKind::Audio => RtpCodecKind::Audio,
+                MediaKind::Video => RtpCodecKind::Video,
+            },
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
+        );
+        let sender = transport.pc.add_track(media_track)?;
+        let payload_type = transport
+            .pc
+            .rtp_sender(sender)
+            .and_then(|mut s| {
+                s.get_parameters()
+                    .rtp_parameters
+                    .codecs
+                    .iter()
+                    .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&mime))
+                    .map(|c| c.payload_type)
+            })
+            .ok_or(SfuError::Negotiation(format!("no payload type for {mime}")))?;
+        if let Some(m) = self.members.get_mut(subscriber) {
+            m.downtracks.insert(
+                track.clone(),
+                DownTrack {
+                    sender,
+                    ssrc,
+                    payload_type,
+                },
+            );
+        }
+        if let Some(t) = self.tracks.get_mut(track) {
+            t.subscribers.push(subscriber.clone());
+        }
+        Ok(())
+    }
+
+    fn remove_downtrack(&mut self, subscriber: &ClassroomId, track: &TrackId) {
+        let Some(member) = self.members.get_mut(subscriber) else {
+            return;
+        };
+        if let Some(down) = member.downtracks.remove(track)
+            && let Some(key) = member.subscribe
+            && let Some(t) = self.transports.get_mut(&key)
+        {
+            let _ = t.pc.remove_track(down.sender);
+        }
+        if let Some(t) = self.tracks.get_mut(track) {
+            t.subscribers.retain(|s| s != subscriber);
+        }
+    }
+
+    /// Send a new subscribe offer when one is owed and none is outstanding.
+    fn offer_if_needed(&mut self, now: Instant, classroom: &ClassroomId) {
+        let Some(member) = self.members.get_mut(classroom) else {
+            return;
+        };
+        let Some(key) = member.subscribe else {
+            return;
+        };
+        if !member.negotiation.needs_offer || member.negotiation.offer_outstanding {
+            return;
+        }
+        let Some(transport) = self.transports.get_mut(&key) else {
+            return;
+        };
+        let offer = match transport
+            .pc
+            .create_offer(None)
+            .and_then(|offer| transport.pc.set_local_description(now, offer))
+        {
+            Ok(()) => transport.pc.local_description().map(|d| d.sdp),
+            Err(err) => {
+                tracing::warn!(classroom = %classroom, %err, "cannot create subscribe offer");
+                None
+            }
+        };
+        let Some(sdp) = offer else {
+            return;
+        };
+        let mut offered = Vec::new();
+        for (track_id, down) in &member.downtracks {
+            let Some(info) = self.tracks.get(track_id).map(|t| t.info.clone()) else {
+                continue;
+            };
+            let mid = transport
+                .pc
+                .get_transceivers()
+                .collect::<Vec<_>>()
+                .into_iter()
+                .find_map(|id| {
+                    let tr = transport.pc.rtp_transceiver(id)?;
+                    (tr.sender() == Some(down.sender)).then(|| tr.mid().clone())?
+                });
+            if let Some(mid) = mid {
+                offered.push(OfferedTrack { mid, track: info });
+            }
+        }
+        offered.sort_by(|a, b| a.mid.cmp(&b.mid));
+        member.negotiation.needs_offer = false;
+        member.negotiation.offer_outstanding = true;
+        self.dirty.insert(key);
+        self.events.push_back(RouterEvent::SubscribeOffer {
+            classroom: classroom.clone(),
+            sdp,
+            tracks: offered,
+        });
+    }
+}
+
+/// The hot path: one packet in, one write per subscriber out. The payload is reference-counted
+/// (`bytes::Bytes`), so each subscriber gets a new header, never a copy of the media.
+#[allow(clippy::too_many_arguments)]
+fn forward(
+    now: Instant,
+    packet: &rtc::rtp::Packet,
+    track: &TrackId,
+    subscribers: &[ClassroomId],
+    members: &HashMap<ClassroomId, Member>,
+    transports: &mut HashMap<TransportKey, Transport>,
+    dirty: &mut HashSet<TransportKey>,
+    metrics: &SfuMetrics,
+) {
+    for subscriber in subscribers {
+        let Some(member) = members.get(subscriber) else {
+            continue;
+        };
+        let (Some(down), Some(key)) = (member.downtracks.get(track), member.subscribe) else {
+            continue;
+        };
+        let Some(transport) = transports.get_mut(&key) else {
+            continue;
+        };
+        if !transport.connected {
+            continue;
+        }
+        let mut out = packet.clone();
+        out.header.ssrc = down.ssrc;
+        out.header.payload_type = down.payload_type;
+        // Extension ids are negotiated per leg; the subscriber leg adds its own.
+        out.header.extension = false;
+        out.header.extensions.clear();
+        out.header.extensions_padding = 0;
+        let bytes = out.payload.len() as u64;
+        if let Some(mut sender) = transport.pc.rtp_sender(down.sender)
+            && sender.write_rtp(now, out).is_ok()
+        {
+            metrics.packets_forwarded.inc();
+            metrics.bytes_forwarded.inc_by(bytes);
+            dirty.insert(key);
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! One WebRTC leg of a classroom: an `rtc` peer connection on the shared port.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand::distr::{Alphanumeric, SampleString};
+use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Registry, Slot};
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::RTCPeerConnectionBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
+};
+use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind, TYPE_RTCP_FB_NACK};
+
+use crate::ids::{ClassroomId, Leg};
+use crate::{RouterConfig, SfuError};
+
+/// Key of a transport inside the router.
+pub type TransportKey = u64;
+
+pub struct Transport {
+    pub pc: RTCPeerConnection,
+    pub ufrag: String,
+    pub leg: Leg,
+    pub classroom: ClassroomId,
+    pub connected: bool,
+    pub remote_addr: Option<SocketAddr>,
+}
+
+impl Transport {
+    pub fn new(
+        now: Instant,
+        config: &RouterConfig,
+        leg: Leg,
+        classroom: ClassroomId,
+    ) -> Result<Self, SfuError> {
+        let ufrag = Alphanumeric.sample_string(&mut rand::rng(), 16);
+        let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
+
+        let mut media_engine = MediaEngine::default();
+        media_engine.register_default_codecs()?;
+        let registry = media_interceptors(Registry::new(), &mut media_engine, config);
+
+        let setting_engine = SettingEngineBuilder::new()
+            .with_lite(true)
+            .with_ice_credentials(ufrag.clone(), password)
+            .build();
+
+        let pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media_engine)
+            .with_setting_engine(setting_engine)
+            .with_interceptor_registry(registry)
+            .build(now)?;
+
+        Ok(Self {
+            pc,
+            ufrag,
+            leg,
+            classroom,
+            connected: false,
+            remote_addr: None,
+        })
+    }
+
+    /// Announce the shared media port as this leg's only candidate.
+    pub fn add_host_candidate(&mut self, announced: SocketAddr) -> Result<(), SfuError> {
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: announced.ip().to_string(),
+                port: announced.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()?;
+        self.pc
+            .add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
+        // The end-of-gathering sentinel: a lite server has nothing more to gather.
+        self.pc
+            .add_local_candidate(RTCIceCandidateInit::default())?;
+        Ok(())
+    }
+}
+
+/// The interceptor chain every leg runs: NACK both ways, sender and receiver reports.
+///
+/// Retransmission buffers follow LiveKit's sizing (about 500 packets of video); the `rtc`
+/// responder wants a power of two.
+fn media_interceptors(
+    registry: Registry,
+    media_engine: &mut MediaEngine,
+    config: &RouterConfig,
+) -> Registry {
+    for parameter in ["", "pli"] {
+        media_engine.register_feedback(
+            RTCPFeedback {
+                typ: TYPE_RTCP_FB_NACK.to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    media_engine.register_feedback(
+        RTCPFeedback {
+            typ: "ccm".to_owned(),
+            parameter: "fir".to_owned(),
+        },
+        RtpCodecKind::Video,
+    );
+    let registry = registry
+        .with(
+            Slot::NackResponder,
+            NackResponderBuilder::new()
+                .with_size(config.nack_buffer_packets)
+                .build(),
+        )
+        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
+    configure_rtcp_reports(registry)
+}

@@ -1,0 +1,76 @@
+//! Server settings: every flag has an env fallback (`TANDEM_*`) and a documented default.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "tandem",
+    version,
+    about = "Tandem: a live classroom server for dual-teacher lessons"
+)]
+pub struct Config {
+    /// HTTP and WebSocket address.
+    #[arg(long, env = "TANDEM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The one UDP address all media uses.
+    #[arg(long, env = "TANDEM_MEDIA_LISTEN", default_value = "127.0.0.1:8443")]
+    pub media_listen: SocketAddr,
+    /// Address announced in ICE candidates, for a server behind NAT.
+    #[arg(long, env = "TANDEM_PUBLIC_IP")]
+    pub public_ip: Option<IpAddr>,
+    /// Base URL used in teacher and invite links (default: from the request's Host header).
+    #[arg(long, env = "TANDEM_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Folder for the SQLite database and the token secret.
+    #[arg(long, env = "TANDEM_DATA_DIR", default_value = "./tandem-data")]
+    pub data_dir: PathBuf,
+    /// How long teacher and invite links stay valid.
+    #[arg(long, env = "TANDEM_TOKEN_TTL_HOURS", default_value_t = 12)]
+    pub token_ttl_hours: u64,
+    /// Longest class title or person/classroom name, in characters.
+    #[arg(long, env = "TANDEM_MAX_NAME_LEN", default_value_t = 200)]
+    pub max_name_len: usize,
+    /// Largest WebSocket message answered with anything but `too_large`.
+    #[arg(long, env = "TANDEM_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub ws_max_message_bytes: usize,
+    /// Sustained WebSocket messages per second per connection.
+    #[arg(long, env = "TANDEM_WS_MAX_MESSAGES_PER_SEC", default_value_t = 50)]
+    pub ws_max_messages_per_sec: u32,
+    /// Burst of WebSocket messages allowed above the sustained rate.
+    #[arg(long, env = "TANDEM_WS_BURST", default_value_t = 100)]
+    pub ws_burst: u32,
+    /// Messages queued to one slow client before it is disconnected (it may resume).
+    #[arg(long, env = "TANDEM_WS_OUTBOX", default_value_t = 1024)]
+    pub ws_outbox: usize,
+    /// Seconds between server pings.
+    #[arg(long, env = "TANDEM_HEARTBEAT_SECS", default_value_t = 10)]
+    pub heartbeat_secs: u64,
+    /// Seconds of silence after which a client is considered gone.
+    #[arg(long, env = "TANDEM_HEARTBEAT_TIMEOUT_SECS", default_value_t = 30)]
+    pub heartbeat_timeout_secs: u64,
+    /// Seconds a dropped classroom keeps its place for a reconnect.
+    #[arg(long, env = "TANDEM_RECONNECT_GRACE_SECS", default_value_t = 30)]
+    pub reconnect_grace_secs: u64,
+    /// Classrooms (including the master classroom) allowed in one class.
+    #[arg(long, env = "TANDEM_MAX_CLASSROOMS_PER_CLASS", default_value_t = 50)]
+    pub max_classrooms_per_class: usize,
+    /// At most one keyframe request per track in this many milliseconds.
+    #[arg(long, env = "TANDEM_KEYFRAME_INTERVAL_MS", default_value_t = 1000)]
+    pub keyframe_interval_ms: u64,
+    /// Packets kept per outgoing stream to answer NACKs (a power of two).
+    #[arg(long, env = "TANDEM_NACK_BUFFER_PACKETS", default_value_t = 512)]
+    pub nack_buffer_packets: u16,
+}
+
+impl Config {
+    /// Settings for tests: ephemeral ports on loopback, data in `data_dir`.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        use clap::Parser;
+        let mut config = Config::parse_from(["tandem"]);
+        config.listen = "127.0.0.1:0".parse().expect("valid address");
+        config.media_listen = "127.0.0.1:0".parse().expect("valid address");
+        config.data_dir = data_dir;
+        config
+    }
+}

@@ -1,0 +1,47 @@
+//! Prometheus text at `/metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tandem_sfu::metrics::SfuMetrics;
+
+pub struct Metrics {
+    registry: Registry,
+    classes_active: Gauge,
+    participants_active: Gauge,
+}
+
+impl Metrics {
+    pub fn new(sfu: &SfuMetrics) -> Self {
+        let mut registry = Registry::default();
+        let classes_active = Gauge::default();
+        let participants_active = Gauge::default();
+        registry.register(
+            "tandem_classes_active",
+            "Classes live in memory",
+            classes_active.clone(),
+        );
+        registry.register(
+            "tandem_participants_active",
+            "Classrooms connected to a class",
+            participants_active.clone(),
+        );
+        sfu.register(&mut registry);
+        Self {
+            registry,
+            classes_active,
+            participants_active,
+        }
+    }
+
+    /// The exposition, with the census taken at scrape time.
+    pub fn render(&self, classes: usize, participants: usize) -> String {
+        self.classes_active.set(classes as i64);
+        self.participants_active.set(participants as i64);
+        let mut text = String::new();
+        if encode(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}

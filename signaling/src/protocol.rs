@@ -1,0 +1,248 @@
+//! The WebSocket protocol, version 1: one serde enum per direction. `docs/protocol.md` is its manual.
+
+use serde::{Deserialize, Serialize};
+use tandem_sfu::{ClassroomId, Leg, OfferedTrack, Source, TrackId, TrackInfo};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The ICE candidate as browsers hand it over (`RTCIceCandidateInit`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IceCandidate {
+    pub candidate: String,
+    #[serde(rename = "sdpMid", default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    #[serde(
+        rename = "sdpMLineIndex",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sdp_mline_index: Option<u16>,
+    #[serde(
+        rename = "usernameFragment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub username_fragment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeclaredTrack {
+    pub track_id: String,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    Join {
+        v: u32,
+        token: String,
+        name: String,
+        #[serde(default)]
+        resume: Option<String>,
+    },
+    PublishOffer {
+        sdp: String,
+        #[serde(default)]
+        tracks: Vec<DeclaredTrack>,
+    },
+    SubscribeAnswer {
+        sdp: String,
+    },
+    IceCandidate {
+        target: Leg,
+        candidate: IceCandidate,
+    },
+    RaiseHand,
+    LowerHand {
+        #[serde(default)]
+        classroom_id: Option<ClassroomId>,
+    },
+    StageAdd {
+        classroom_id: ClassroomId,
+    },
+    StageRemove {
+        classroom_id: ClassroomId,
+    },
+    MuteRequest {
+        classroom_id: ClassroomId,
+    },
+    EndClass,
+    Ping,
+    Leave,
+}
+
+impl ClientMessage {
+    /// The wire name, echoed in `error.in_reply_to`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientMessage::Join { .. } => "join",
+            ClientMessage::PublishOffer { .. } => "publish_offer",
+            ClientMessage::SubscribeAnswer { .. } => "subscribe_answer",
+            ClientMessage::IceCandidate { .. } => "ice_candidate",
+            ClientMessage::RaiseHand => "raise_hand",
+            ClientMessage::LowerHand { .. } => "lower_hand",
+            ClientMessage::StageAdd { .. } => "stage_add",
+            ClientMessage::StageRemove { .. } => "stage_remove",
+            ClientMessage::MuteRequest { .. } => "mute_request",
+            ClientMessage::EndClass => "end_class",
+            ClientMessage::Ping => "ping",
+            ClientMessage::Leave => "leave",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParticipantRole {
+    Teacher,
+    Classroom,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParticipantView {
+    pub classroom_id: ClassroomId,
+    pub name: String,
+    pub role: ParticipantRole,
+    pub connected: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassView {
+    pub class_id: String,
+    pub title: String,
+    pub teacher_name: String,
+}
+
+/// Stable error codes; clients switch on these, never on the message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadMessage,
+    TooLarge,
+    Unauthorized,
+    Forbidden,
+    NotJoined,
+    RateLimited,
+    NotFound,
+    ClassEnded,
+    NegotiationFailed,
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Welcome {
+        v: u32,
+        session: String,
+        you: ParticipantView,
+        class: ClassView,
+        participants: Vec<ParticipantView>,
+        stage: Vec<ClassroomId>,
+        hands: Vec<ClassroomId>,
+        tracks: Vec<TrackInfo>,
+    },
+    PublishAnswer {
+        sdp: String,
+    },
+    SubscribeOffer {
+        sdp: String,
+        tracks: Vec<OfferedTrack>,
+    },
+    IceCandidate {
+        target: Leg,
+        candidate: IceCandidate,
+    },
+    ParticipantJoined {
+        participant: ParticipantView,
+    },
+    ParticipantLeft {
+        classroom_id: ClassroomId,
+    },
+    ParticipantState {
+        classroom_id: ClassroomId,
+        connected: bool,
+    },
+    TrackPublished {
+        track: TrackInfo,
+    },
+    TrackUnpublished {
+        track_id: TrackId,
+        classroom_id: ClassroomId,
+    },
+    Hands {
+        hands: Vec<ClassroomId>,
+    },
+    Stage {
+        stage: Vec<ClassroomId>,
+    },
+    MuteRequested,
+    ClassEnded,
+    Pong,
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        in_reply_to: Option<String>,
+    },
+}
+
+impl ServerMessage {
+    pub fn error(code: ErrorCode, message: impl Into<String>, in_reply_to: Option<&str>) -> Self {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+            in_reply_to: in_reply_to.map(str::to_owned),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_join() {
+        let msg: ClientMessage = serde_json::from_str(
+            r#"{"type":"join","v":1,"token":"abc","name":"Grade 2, Hotan No. 3 School"}"#,
+        )
+        .unwrap();
+        assert_eq!(msg.kind(), "join");
+    }
+
+    #[test]
+    fn parses_a_trickled_candidate() {
+        let msg: ClientMessage = serde_json::from_str(
+            r#"{"type":"ice_candidate","target":"publish","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            msg,
+            ClientMessage::IceCandidate {
+                target: Leg::Publish,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn rejects_unknown_types_and_fields() {
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"hack"}"#).is_err());
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"ping","x":1}"#).is_err());
+    }
+
+    #[test]
+    fn errors_carry_stable_codes() {
+        let text = serde_json::to_string(&ServerMessage::error(
+            ErrorCode::Forbidden,
+            "teacher only",
+            Some("stage_add"),
+        ))
+        .unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"error","code":"forbidden","message":"teacher only","in_reply_to":"stage_add"}"#
+        );
+    }
+}

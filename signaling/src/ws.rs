@@ -1,0 +1,230 @@
+//! One WebSocket connection: parse, rate-limit, authorise, call the hub, write replies.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use tandem_sfu::{Leg, Source};
+use tokio::sync::mpsc;
+
+use crate::hub::{Hub, HubError, Seat};
+use crate::protocol::{ClientMessage, ErrorCode, ServerMessage};
+
+/// A token bucket: `rate` messages per second sustained, `burst` at once.
+struct RateLimit {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimit {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            rate: rate as f64,
+            burst: burst as f64,
+            tokens: burst as f64,
+            at: Instant::now(),
+        }
+    }
+
+    fn allow(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub async fn serve(hub: Arc<Hub>, mut socket: WebSocket) {
+    let config = &hub.config;
+    let (outbox, mut outbox_rx) = mpsc::channel::<ServerMessage>(config.ws_outbox);
+    // Until joined, this connection holds its own outbox; once joined the class holds it, so the
+    // class can close a connection by dropping it.
+    let mut own_outbox = Some(outbox);
+    let mut seat: Option<Seat> = None;
+    let mut limit = RateLimit::new(config.ws_max_messages_per_sec, config.ws_burst);
+    let mut ping = tokio::time::interval(Duration::from_secs(config.heartbeat_secs));
+    let timeout = Duration::from_secs(config.heartbeat_timeout_secs);
+    let mut last_heard = Instant::now();
+    let mut left = false;
+
+    loop {
+        tokio::select! {
+            out = outbox_rx.recv() => match out {
+                Some(message) => {
+                    let ended = matches!(message, ServerMessage::ClassEnded);
+                    if send(&mut socket, &message).await.is_err() || ended {
+                        left = ended;
+                        break;
+                    }
+                }
+                // The class let go of this connection (ended, or it stopped reading).
+                None => break,
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > timeout {
+                    tracing::info!("client silent past the heartbeat timeout");
+                    break;
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            },
+            frame = socket.recv() => {
+                let Some(Ok(frame)) = frame else { break };
+                last_heard = Instant::now();
+                let text = match frame {
+                    Message::Text(text) => text,
+                    Message::Binary(_) => {
+                        reply(&mut socket, ServerMessage::error(ErrorCode::BadMessage, "binary frames are not part of the protocol", None)).await;
+                        continue;
+                    }
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                if !limit.allow(Instant::now()) {
+                    reply(&mut socket, ServerMessage::error(ErrorCode::RateLimited, "too many messages; slow down", None)).await;
+                    continue;
+                }
+                if text.len() > config.ws_max_message_bytes {
+                    let message = format!("messages are limited to {} bytes", config.ws_max_message_bytes);
+                    reply(&mut socket, ServerMessage::error(ErrorCode::TooLarge, message, None)).await;
+                    continue;
+                }
+                let message: ClientMessage = match serde_json::from_str(&text) {
+                    Ok(message) => message,
+                    Err(err) => {
+                        reply(&mut socket, ServerMessage::error(ErrorCode::BadMessage, format!("not a protocol message: {err}"), None)).await;
+                        continue;
+                    }
+                };
+                let kind = message.kind();
+                match handle(&hub, &mut seat, &mut own_outbox, message).await {
+                    Ok(Some(answer)) => reply(&mut socket, answer).await,
+                    Ok(None) => {}
+                    Err(err) => reply(&mut socket, ServerMessage::error(err.code, err.message, Some(kind))).await,
+                }
+                if seat.is_some() && own_outbox.is_none() && kind == "leave" {
+                    left = true;
+                    break;
+                }
+            },
+        }
+    }
+    if let Some(seat) = seat {
+        if left {
+            hub.leave(&seat);
+        } else {
+            hub.disconnected(&seat);
+        }
+    }
+}
+
+async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), axum::Error> {
+    let text = serde_json::to_string(message).unwrap_or_default();
+    socket.send(Message::Text(Utf8Bytes::from(text))).await
+}
+
+/// Answer the client directly, in order with what it asked.
+async fn reply(socket: &mut WebSocket, message: ServerMessage) {
+    let _ = send(socket, &message).await;
+}
+
+async fn handle(
+    hub: &Arc<Hub>,
+    seat: &mut Option<Seat>,
+    own_outbox: &mut Option<mpsc::Sender<ServerMessage>>,
+    message: ClientMessage,
+) -> Result<Option<ServerMessage>, HubError> {
+    if let ClientMessage::Join {
+        v,
+        token,
+        name,
+        resume,
+    } = message
+    {
+        if seat.is_some() {
+            return Err(HubError::new(ErrorCode::BadMessage, "already joined"));
+        }
+        if v != crate::protocol::PROTOCOL_VERSION {
+            return Err(HubError::new(
+                ErrorCode::BadMessage,
+                format!("protocol version {v} is not spoken here; use 1"),
+            ));
+        }
+        let Some(outbox) = own_outbox.clone() else {
+            return Err(HubError::new(
+                ErrorCode::Internal,
+                "connection has no outbox",
+            ));
+        };
+        *seat = Some(hub.join(&token, &name, resume.as_deref(), outbox).await?);
+        *own_outbox = None;
+        return Ok(None);
+    }
+    let Some(seat) = seat.as_ref() else {
+        return Err(HubError::new(
+            ErrorCode::NotJoined,
+            "send `join` with a token first",
+        ));
+    };
+    let negotiation =
+        |err: tandem_sfu::SfuError| HubError::new(ErrorCode::NegotiationFailed, err.to_string());
+    match message {
+        ClientMessage::Join { .. } => unreachable!("handled above"),
+        ClientMessage::PublishOffer { sdp, tracks } => {
+            let sources: Vec<(String, Source)> =
+                tracks.into_iter().map(|t| (t.track_id, t.source)).collect();
+            let sdp = hub
+                .sfu
+                .publish_offer(seat.classroom_id.clone(), sdp, sources)
+                .await
+                .map_err(negotiation)?;
+            Ok(Some(ServerMessage::PublishAnswer { sdp }))
+        }
+        ClientMessage::SubscribeAnswer { sdp } => {
+            hub.sfu
+                .subscribe_answer(seat.classroom_id.clone(), sdp)
+                .await
+                .map_err(negotiation)?;
+            Ok(None)
+        }
+        ClientMessage::IceCandidate { target, candidate } => {
+            let init = tandem_sfu::IceCandidateInit {
+                candidate: candidate.candidate,
+                sdp_mid: candidate.sdp_mid,
+                sdp_mline_index: candidate.sdp_mline_index,
+                username_fragment: candidate.username_fragment,
+                ..Default::default()
+            };
+            let leg: Leg = target;
+            hub.sfu
+                .add_remote_candidate(seat.classroom_id.clone(), leg, init)
+                .await
+                .map_err(negotiation)?;
+            Ok(None)
+        }
+        ClientMessage::RaiseHand => hub.raise_hand(seat).map(|()| None),
+        ClientMessage::LowerHand { classroom_id } => {
+            hub.lower_hand(seat, classroom_id).map(|()| None)
+        }
+        ClientMessage::StageAdd { classroom_id } => {
+            hub.set_on_stage(seat, classroom_id, true).map(|()| None)
+        }
+        ClientMessage::StageRemove { classroom_id } => {
+            hub.set_on_stage(seat, classroom_id, false).map(|()| None)
+        }
+        ClientMessage::MuteRequest { classroom_id } => {
+            hub.mute_request(seat, classroom_id).map(|()| None)
+        }
+        ClientMessage::EndClass => hub.end_class(seat).map(|()| None),
+        ClientMessage::Ping => Ok(Some(ServerMessage::Pong)),
+        ClientMessage::Leave => Ok(None),
+    }
+}
