@@ -6,6 +6,7 @@
 
 pub mod demux;
 pub mod driver;
+pub mod feedback;
 pub mod ids;
 pub mod keyframe;
 pub mod metrics;

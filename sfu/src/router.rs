@@ -16,7 +16,6 @@ use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
-use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
@@ -682,9 +681,7 @@ impl Router {
         rtc_track: &str,
         packets: &[Box<dyn rtc::rtcp::Packet>],
     ) {
-        let wants_keyframe = packets.iter().any(|p| {
-            p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()
-        });
+        let wants_keyframe = crate::feedback::asks_for_keyframe(packets);
         let is_subscribe_leg = self
             .transports
             .get(&key)

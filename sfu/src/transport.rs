@@ -122,5 +122,8 @@ fn media_interceptors(
                 .build(),
         )
         .with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
-    configure_rtcp_reports(registry)
+    configure_rtcp_reports(registry).with(
+        Slot::from(crate::feedback::KEYFRAME_TAP_SLOT),
+        crate::feedback::KeyframeRequestTap::default(),
+    )
 }

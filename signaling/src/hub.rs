@@ -223,6 +223,9 @@ impl Hub {
         };
         let class_id = ClassId::from(claims.class_id.as_str());
 
+        // What is already published, asked before taking the class lock (never held across I/O).
+        let tracks = self.sfu.tracks(class_id.clone()).await.unwrap_or_default();
+
         let (seat, resumed) = {
             let mut class = class_arc.lock();
             let resumable = resume.and_then(|key| {
@@ -231,7 +234,7 @@ impl Hub {
                     .iter()
                     .position(|p| p.session == key && p.view.role == role)
             });
-            match resumable {
+            let (seat, resumed) = match resumable {
                 Some(index) => {
                     let p = &mut class.participants[index];
                     p.epoch += 1;
@@ -283,7 +286,38 @@ impl Hub {
                         false,
                     )
                 }
-            }
+            };
+            // `welcome` goes out under the same lock that seated the classroom, so it is the
+            // first message the classroom gets; everything after it is news.
+            let Some(me) = class.participant(&seat.classroom_id) else {
+                return Err(HubError::new(
+                    ErrorCode::Internal,
+                    "seated and gone at once",
+                ));
+            };
+            let welcome = ServerMessage::Welcome {
+                v: PROTOCOL_VERSION,
+                session: me.session.clone(),
+                you: me.view.clone(),
+                class: class.view(),
+                participants: class.views(),
+                stage: class.stage.clone(),
+                hands: class.hands.clone(),
+                tracks,
+            };
+            let announce = if resumed {
+                ServerMessage::ParticipantState {
+                    classroom_id: seat.classroom_id.clone(),
+                    connected: true,
+                }
+            } else {
+                ServerMessage::ParticipantJoined {
+                    participant: me.view.clone(),
+                }
+            };
+            class.send_to(&seat.classroom_id, welcome);
+            class.broadcast_except(&seat.classroom_id, &announce);
+            (seat, resumed)
         };
         self.classroom_class
             .insert(seat.classroom_id.clone(), claims.class_id.clone());
@@ -294,39 +328,8 @@ impl Hub {
             ParticipantRole::Classroom => Role::Remote,
         };
         self.sfu
-            .join(class_id.clone(), seat.classroom_id.clone(), sfu_role)
+            .join(class_id, seat.classroom_id.clone(), sfu_role)
             .map_err(|_| HubError::new(ErrorCode::Internal, "the media plane is down"))?;
-        let tracks = self.sfu.tracks(class_id).await.unwrap_or_default();
-
-        let mut class = class_arc.lock();
-        let Some(me) = class.participant(&seat.classroom_id) else {
-            return Err(HubError::new(
-                ErrorCode::Internal,
-                "joined and gone at once",
-            ));
-        };
-        let welcome = ServerMessage::Welcome {
-            v: PROTOCOL_VERSION,
-            session: me.session.clone(),
-            you: me.view.clone(),
-            class: class.view(),
-            participants: class.views(),
-            stage: class.stage.clone(),
-            hands: class.hands.clone(),
-            tracks,
-        };
-        let announce = if resumed {
-            ServerMessage::ParticipantState {
-                classroom_id: seat.classroom_id.clone(),
-                connected: true,
-            }
-        } else {
-            ServerMessage::ParticipantJoined {
-                participant: me.view.clone(),
-            }
-        };
-        class.send_to(&seat.classroom_id, welcome);
-        class.broadcast_except(&seat.classroom_id, &announce);
         tracing::info!(class = %seat.class_id, classroom = %seat.classroom_id, resumed, "joined");
         Ok(seat)
     }

@@ -1,0 +1,838 @@
+//! A classroom as a program: joins a class by its link over the real signaling API and publishes
+//! and receives real WebRTC media (the `webrtc` crate). The end-to-end tests and the load-test tool
+//! both drive classrooms through this.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, anyhow, bail};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tandem_sfu::{Source, TrackInfo};
+use tandem_signaling::protocol::{ClientMessage, DeclaredTrack, ServerMessage};
+use tokio::sync::{broadcast, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
+    Registry, register_default_interceptors,
+};
+
+/// Marks a synthetic video payload that carries its send time.
+const STAMP_MAGIC: &[u8; 4] = b"TDM1";
+/// Opus frame length: 20 ms at 48 kHz, as browsers send.
+const OPUS_FRAME_SAMPLES: usize = 960;
+
+/// Microseconds since the Unix epoch; sender and receiver share this clock on one host.
+pub fn wall_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// What one classroom has received of one published track.
+#[derive(Debug, Default, Clone)]
+pub struct ReceivedTrack {
+    pub info: Option<TrackInfo>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub first_at: Option<Instant>,
+    pub last_at: Option<Instant>,
+    /// Arrival of each packet that starts a keyframe.
+    pub keyframes: Vec<Instant>,
+    /// One-way latency of stamped video frames, in microseconds, with their arrival.
+    pub latencies_us: Vec<(Instant, u64)>,
+    /// Arrival of each frame's first packet (for freeze detection).
+    pub frame_arrivals: Vec<Instant>,
+    /// Opus payloads by sequence number (audio tracks), for decoding.
+    pub opus: Vec<(u16, Bytes)>,
+    pub ended: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    received: HashMap<String, ReceivedTrack>,
+    offered: HashMap<String, TrackInfo>,
+}
+
+/// A classroom connected to a class.
+pub struct Classroom {
+    pub classroom_id: String,
+    pub session: String,
+    outgoing: mpsc::UnboundedSender<Message>,
+    messages: broadcast::Sender<ServerMessage>,
+    log: Arc<Mutex<Vec<ServerMessage>>>,
+    shared: Arc<Mutex<Shared>>,
+    subscribe_pc: Arc<Mutex<Option<Arc<dyn PeerConnection>>>>,
+    publish_pc: Option<Arc<dyn PeerConnection>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The WebSocket URL of a server given its HTTP base URL.
+pub fn ws_url(http_base: &str) -> String {
+    let base = http_base.trim_end_matches('/');
+    match base.strip_prefix("https://") {
+        Some(rest) => format!("wss://{rest}/ws"),
+        None => format!("ws://{}/ws", base.trim_start_matches("http://")),
+    }
+}
+
+/// The token in a teacher or invite link (`…#token=…`).
+pub fn token_from_link(link: &str) -> anyhow::Result<String> {
+    link.split_once("#token=")
+        .map(|(_, t)| t.to_owned())
+        .ok_or_else(|| anyhow!("no token in link {link}"))
+}
+
+/// What media a classroom sends.
+#[derive(Debug, Clone)]
+pub struct PublishSpec {
+    /// A sine tone at this frequency, Opus-encoded, if set.
+    pub tone_hz: Option<f32>,
+    /// Synthetic VP8 video at this frame rate and size, if set.
+    pub video: Option<VideoSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct VideoSpec {
+    pub fps: u32,
+    pub frame_bytes: usize,
+    /// Also send a keyframe this often; `None`: only when a keyframe is asked for (and at start).
+    pub keyframe_interval: Option<Duration>,
+    pub source: Source,
+}
+
+struct Handler {
+    shared: Arc<Mutex<Shared>>,
+    gathered: mpsc::UnboundedSender<()>,
+    connected: mpsc::UnboundedSender<bool>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(());
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        match state {
+            RTCPeerConnectionState::Connected => {
+                let _ = self.connected.send(true);
+            }
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                let _ = self.connected.send(false);
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let shared = self.shared.clone();
+        let track_id = track.track_id().await;
+        tokio::spawn(async move {
+            let mut frame_started = true;
+            while let Some(event) = track.poll().await {
+                match event {
+                    TrackRemoteEvent::OnRtpPacket(packet) => {
+                        let now = Instant::now();
+                        let mut s = shared.lock();
+                        let info = s.offered.get(&track_id).cloned();
+                        let r = s.received.entry(track_id.clone()).or_default();
+                        if r.info.is_none() {
+                            r.info = info;
+                        }
+                        r.packets += 1;
+                        r.bytes += packet.payload.len() as u64;
+                        r.first_at.get_or_insert(now);
+                        r.last_at = Some(now);
+                        let is_audio = r
+                            .info
+                            .as_ref()
+                            .is_some_and(|i| i.kind == tandem_sfu::MediaKind::Audio);
+                        if is_audio {
+                            r.opus
+                                .push((packet.header.sequence_number, packet.payload.clone()));
+                        } else if let Some(frame) = parse_video(&packet.payload) {
+                            if frame_started {
+                                r.frame_arrivals.push(now);
+                                if frame.keyframe {
+                                    r.keyframes.push(now);
+                                }
+                                if let Some(sent) = frame.sent_us {
+                                    r.latencies_us
+                                        .push((now, wall_micros().saturating_sub(sent)));
+                                }
+                            }
+                        }
+                        frame_started = packet.header.marker;
+                    }
+                    TrackRemoteEvent::OnEnded => {
+                        shared
+                            .lock()
+                            .received
+                            .entry(track_id.clone())
+                            .or_default()
+                            .ended = true;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+}
+
+async fn new_peer(
+    shared: Arc<Mutex<Shared>>,
+) -> anyhow::Result<(
+    Arc<dyn PeerConnection>,
+    mpsc::UnboundedReceiver<()>,
+    mpsc::UnboundedReceiver<bool>,
+)> {
+    let mut media_engine = MediaEngine::default();
+    media_engine.register_default_codecs()?;
+    let registry = register_default_interceptors(Registry::new(), &mut media_engine)?.with(
+        rtc::interceptor::Slot::from(tandem_sfu::feedback::KEYFRAME_TAP_SLOT),
+        tandem_sfu::feedback::KeyframeRequestTap::default(),
+    );
+    let (gathered_tx, gathered) = mpsc::unbounded_channel();
+    let (connected_tx, connected) = mpsc::unbounded_channel();
+    let handler = Arc::new(Handler {
+        shared,
+        gathered: gathered_tx,
+        connected: connected_tx,
+    });
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
+        .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+        .build()
+        .await?;
+    Ok((Arc::new(pc), gathered, connected))
+}
+
+impl Classroom {
+    /// Open a teacher or invite link and join as `name`.
+    pub async fn join(http_base: &str, link_or_token: &str, name: &str) -> anyhow::Result<Self> {
+        let token = token_from_link(link_or_token).unwrap_or_else(|_| link_or_token.to_owned());
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url(http_base))
+            .await
+            .context("connecting the WebSocket")?;
+        let (mut sink, mut stream) = ws.split();
+        let (outgoing, mut outgoing_rx) = mpsc::unbounded_channel::<Message>();
+        let (messages, mut first) = broadcast::channel(1024);
+        // Subscribed before `join` goes out, so no offer can slip past.
+        let offers = messages.subscribe();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let subscribe_pc: Arc<Mutex<Option<Arc<dyn PeerConnection>>>> = Arc::default();
+
+        let writer = tokio::spawn(async move {
+            while let Some(message) = outgoing_rx.recv().await {
+                if sink.send(message).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        let reader = {
+            let messages = messages.clone();
+            let log = log.clone();
+            tokio::spawn(async move {
+                while let Some(Ok(frame)) = stream.next().await {
+                    if let Message::Text(text) = frame
+                        && let Ok(message) = serde_json::from_str::<ServerMessage>(&text)
+                    {
+                        log.lock().push(message.clone());
+                        let _ = messages.send(message);
+                    }
+                }
+            })
+        };
+
+        let join = ClientMessage::Join {
+            v: 1,
+            token,
+            name: name.to_owned(),
+            resume: None,
+        };
+        outgoing.send(Message::text(serde_json::to_string(&join)?))?;
+        let welcome = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match first.recv().await {
+                    Ok(m @ ServerMessage::Welcome { .. }) => return Ok(m),
+                    Ok(ServerMessage::Error { code, message, .. }) => {
+                        bail!("join refused: {code:?}: {message}")
+                    }
+                    Ok(_) => continue,
+                    Err(err) => bail!("connection closed before welcome: {err}"),
+                }
+            }
+        })
+        .await
+        .context("waiting for welcome")??;
+        let ServerMessage::Welcome { you, session, .. } = welcome else {
+            unreachable!()
+        };
+
+        let mut classroom = Self {
+            classroom_id: you.classroom_id.to_string(),
+            session,
+            outgoing,
+            messages,
+            log,
+            shared,
+            subscribe_pc,
+            publish_pc: None,
+            tasks: vec![writer, reader],
+        };
+        classroom.spawn_subscriber(offers);
+        Ok(classroom)
+    }
+
+    /// Answer every subscribe offer the server sends.
+    fn spawn_subscriber(&mut self, mut rx: broadcast::Receiver<ServerMessage>) {
+        let outgoing = self.outgoing.clone();
+        let shared = self.shared.clone();
+        let slot = self.subscribe_pc.clone();
+        self.tasks.push(tokio::spawn(async move {
+            let mut gathered = None;
+            while let Ok(message) = rx.recv().await {
+                let ServerMessage::SubscribeOffer { sdp, tracks } = message else {
+                    continue;
+                };
+                {
+                    let mut s = shared.lock();
+                    for offered in tracks {
+                        s.offered
+                            .insert(offered.track.track_id.to_string(), offered.track.clone());
+                    }
+                }
+                let existing = slot.lock().clone();
+                let pc = match existing {
+                    Some(pc) => pc,
+                    None => match new_peer(shared.clone()).await {
+                        Ok((pc, g, _)) => {
+                            gathered = Some(g);
+                            *slot.lock() = Some(pc.clone());
+                            pc
+                        }
+                        Err(err) => {
+                            tracing::warn!(%err, "cannot create subscribe leg");
+                            return;
+                        }
+                    },
+                };
+                let result: anyhow::Result<String> = async {
+                    pc.set_remote_description(RTCSessionDescription::offer(sdp)?)
+                        .await?;
+                    let answer = pc.create_answer(None).await?;
+                    pc.set_local_description(answer).await?;
+                    if let Some(g) = gathered.as_mut() {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), g.recv()).await;
+                    }
+                    Ok(pc
+                        .local_description()
+                        .await
+                        .ok_or_else(|| anyhow!("no local description"))?
+                        .sdp)
+                }
+                .await;
+                match result {
+                    Ok(sdp) => {
+                        let answer = ClientMessage::SubscribeAnswer { sdp };
+                        if let Ok(text) = serde_json::to_string(&answer) {
+                            let _ = outgoing.send(Message::text(text));
+                        }
+                    }
+                    Err(err) => tracing::warn!(%err, "cannot answer subscribe offer"),
+                }
+            }
+        }));
+    }
+
+    /// Send a protocol message.
+    pub fn send(&self, message: &ClientMessage) -> anyhow::Result<()> {
+        self.outgoing
+            .send(Message::text(serde_json::to_string(message)?))
+            .map_err(|_| anyhow!("connection closed"))
+    }
+
+    /// Send raw text (for tests of malformed input).
+    pub fn send_raw(&self, text: impl Into<String>) -> anyhow::Result<()> {
+        self.outgoing
+            .send(Message::text(text.into()))
+            .map_err(|_| anyhow!("connection closed"))
+    }
+
+    /// A receiver of every server message from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ServerMessage> {
+        self.messages.subscribe()
+    }
+
+    /// Every server message so far.
+    pub fn log(&self) -> Vec<ServerMessage> {
+        self.log.lock().clone()
+    }
+
+    /// Wait until a message matching `want` has arrived (including earlier ones).
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        want: impl Fn(&ServerMessage) -> bool,
+    ) -> anyhow::Result<ServerMessage> {
+        let mut rx = self.messages.subscribe();
+        if let Some(m) = self.log.lock().iter().find(|m| want(m)) {
+            return Ok(m.clone());
+        }
+        tokio::time::timeout(timeout, async {
+            loop {
+                match rx.recv().await {
+                    Ok(m) if want(&m) => return Ok(m),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(err) => bail!("connection closed: {err}"),
+                }
+            }
+        })
+        .await
+        .map_err(|_| anyhow!("timed out waiting for a message"))?
+    }
+
+    /// What this classroom has received, by track id.
+    pub fn received(&self) -> HashMap<String, ReceivedTrack> {
+        self.shared.lock().received.clone()
+    }
+
+    /// Received tracks published by `classroom_id` of `kind`.
+    pub fn received_from(
+        &self,
+        classroom_id: &str,
+        kind: tandem_sfu::MediaKind,
+    ) -> Vec<ReceivedTrack> {
+        self.received()
+            .into_values()
+            .filter(|r| {
+                r.info
+                    .as_ref()
+                    .is_some_and(|i| i.classroom_id.as_str() == classroom_id && i.kind == kind)
+            })
+            .collect()
+    }
+
+    /// Publish audio and/or video; media flows until the classroom is dropped or leaves.
+    pub async fn publish(&mut self, spec: PublishSpec) -> anyhow::Result<()> {
+        let (pc, mut gathered, mut connected) = new_peer(self.shared.clone()).await?;
+        let mut declared = Vec::new();
+        let mut audio = None;
+        let mut video = None;
+        if spec.tone_hz.is_some() {
+            let (track, ssrc) = local_track(RtpCodecKind::Audio, "audio/opus", 48000, 2);
+            pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
+            declared.push(DeclaredTrack {
+                track_id: track.track().await.track_id().to_owned(),
+                source: Source::Microphone,
+            });
+            audio = Some((track, ssrc));
+        }
+        if let Some(v) = &spec.video {
+            let (track, ssrc) = local_track(RtpCodecKind::Video, "video/VP8", 90000, 0);
+            pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
+            declared.push(DeclaredTrack {
+                track_id: track.track().await.track_id().to_owned(),
+                source: v.source,
+            });
+            video = Some((track, ssrc));
+        }
+        let offer = pc.create_offer(None).await?;
+        pc.set_local_description(offer).await?;
+        let _ = tokio::time::timeout(Duration::from_secs(2), gathered.recv()).await;
+        let sdp = pc
+            .local_description()
+            .await
+            .ok_or_else(|| anyhow!("no local description"))?
+            .sdp;
+        let mut rx = self.messages.subscribe();
+        self.send(&ClientMessage::PublishOffer {
+            sdp,
+            tracks: declared,
+        })?;
+        let answer = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match rx.recv().await {
+                    Ok(ServerMessage::PublishAnswer { sdp }) => return Ok(sdp),
+                    Ok(ServerMessage::Error { code, message, .. }) => {
+                        bail!("publish refused: {code:?}: {message}")
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(err) => bail!("closed: {err}"),
+                }
+            }
+        })
+        .await
+        .context("waiting for the publish answer")??;
+        pc.set_remote_description(RTCSessionDescription::answer(answer)?)
+            .await?;
+        match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
+            Ok(Some(true)) => {}
+            _ => bail!("the publish leg did not connect"),
+        }
+        if let (Some(hz), Some((track, ssrc))) = (spec.tone_hz, audio) {
+            let pt = payload_type(&pc, RtpCodecKind::Audio).await?;
+            self.tasks
+                .push(tokio::spawn(send_tone(track, ssrc, pt, hz)));
+        }
+        if let (Some(v), Some((track, ssrc))) = (spec.video, video) {
+            let pt = payload_type(&pc, RtpCodecKind::Video).await?;
+            self.tasks
+                .push(tokio::spawn(send_video(track, ssrc, pt, v)));
+        }
+        self.publish_pc = Some(pc);
+        Ok(())
+    }
+
+    /// Leave the class and close both legs.
+    pub async fn leave(mut self) {
+        let _ = self.send(&ClientMessage::Leave);
+        self.close().await;
+    }
+
+    /// Drop the connection without a word (a classroom whose link died).
+    pub async fn close(&mut self) {
+        if let Some(pc) = self.publish_pc.take() {
+            let _ = pc.close().await;
+        }
+        let sub = self.subscribe_pc.lock().take();
+        if let Some(pc) = sub {
+            let _ = pc.close().await;
+        }
+        // Give the writer a moment to flush a last message.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Classroom {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn local_track(
+    kind: RtpCodecKind,
+    mime: &str,
+    clock_rate: u32,
+    channels: u16,
+) -> (Arc<TrackLocalStaticRTP>, u32) {
+    let ssrc = rand::random::<u32>();
+    let id = format!("{kind}-{ssrc:08x}");
+    let track = MediaStreamTrack::new(
+        "tandem-client".to_owned(),
+        id.clone(),
+        id,
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
+                mime_type: mime.to_owned(),
+                clock_rate,
+                channels,
+                ..Default::default()
+            },
+            ..Default::default()
+        }],
+    );
+    (Arc::new(TrackLocalStaticRTP::new(track)), ssrc)
+}
+
+async fn payload_type(pc: &Arc<dyn PeerConnection>, kind: RtpCodecKind) -> anyhow::Result<u8> {
+    for sender in pc.get_senders().await {
+        let params = sender.get_parameters().await?;
+        if let Some(codec) = params.rtp_parameters.codecs.first()
+            && sender.track().track().await.kind() == kind
+        {
+            return Ok(codec.payload_type);
+        }
+    }
+    bail!("no negotiated codec for {kind}")
+}
+
+fn rtp(ssrc: u32, pt: u8, seq: u16, ts: u32, marker: bool, payload: Bytes) -> rtc::rtp::Packet {
+    rtc::rtp::Packet {
+        header: rtc::rtp::Header {
+            version: 2,
+            marker,
+            payload_type: pt,
+            sequence_number: seq,
+            timestamp: ts,
+            ssrc,
+            ..Default::default()
+        },
+        payload,
+    }
+}
+
+/// Send an Opus-encoded sine tone in 20 ms frames, as a browser microphone would.
+async fn send_tone(track: Arc<TrackLocalStaticRTP>, ssrc: u32, pt: u8, hz: f32) {
+    let Ok(mut encoder) = opus::Encoder::new(48000, opus::Channels::Mono, opus::Application::Voip)
+    else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    let (mut seq, mut ts, mut phase) = (rand::random::<u16>(), rand::random::<u32>(), 0f32);
+    let step = 2.0 * std::f32::consts::PI * hz / 48000.0;
+    let mut pcm = vec![0f32; OPUS_FRAME_SAMPLES];
+    let mut out = vec![0u8; 1500];
+    loop {
+        ticker.tick().await;
+        for s in pcm.iter_mut() {
+            *s = 0.5 * phase.sin();
+            phase = (phase + step) % (2.0 * std::f32::consts::PI);
+        }
+        let Ok(n) = encoder.encode_float(&pcm, &mut out) else {
+            return;
+        };
+        let packet = rtp(ssrc, pt, seq, ts, false, Bytes::copy_from_slice(&out[..n]));
+        if track.write_rtp(packet).await.is_err() {
+            // Not bound yet or unbound; keep the cadence.
+        }
+        seq = seq.wrapping_add(1);
+        ts = ts.wrapping_add(OPUS_FRAME_SAMPLES as u32);
+    }
+}
+
+/// A synthetic VP8 frame: a real payload descriptor and frame tag (so keyframes are recognisable),
+/// then the send time, then filler.
+pub fn synthetic_vp8_frame(keyframe: bool, frame_no: u32, bytes: usize) -> Bytes {
+    let mut b = BytesMut::with_capacity(bytes.max(32));
+    b.put_u8(0x10); // descriptor: S=1, partition 0
+    // Frame tag: bit 0 is the inverse keyframe flag; show_frame set.
+    b.put_u8(if keyframe { 0x10 } else { 0x11 });
+    b.put_u8(0);
+    b.put_u8(0);
+    if keyframe {
+        b.put_slice(&[0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]); // start code, 640x480
+    }
+    b.put_slice(STAMP_MAGIC);
+    b.put_u64(wall_micros());
+    b.put_u32(frame_no);
+    while b.len() < bytes {
+        b.put_u8((b.len() % 251) as u8);
+    }
+    b.freeze()
+}
+
+/// What a received synthetic frame's first packet says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoFrameInfo {
+    pub keyframe: bool,
+    pub sent_us: Option<u64>,
+}
+
+pub fn parse_video(payload: &[u8]) -> Option<VideoFrameInfo> {
+    let descriptor = *payload.first()?;
+    if descriptor & 0x10 == 0 {
+        return None; // not the start of a frame
+    }
+    let tag = *payload.get(1)?;
+    let keyframe = tag & 0x01 == 0;
+    let stamp_at = if keyframe { 11 } else { 4 };
+    let sent_us = payload
+        .get(stamp_at..stamp_at + 12)
+        .filter(|s| &s[..4] == STAMP_MAGIC)
+        .map(|s| u64::from_be_bytes(s[4..12].try_into().unwrap_or_default()));
+    Some(VideoFrameInfo { keyframe, sent_us })
+}
+
+/// Send synthetic video: a keyframe at start, on every keyframe request, and every
+/// `keyframe_interval` if set.
+async fn send_video(track: Arc<TrackLocalStaticRTP>, ssrc: u32, pt: u8, spec: VideoSpec) {
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / spec.fps.max(1) as f64));
+    let (mut seq, mut ts) = (rand::random::<u16>(), rand::random::<u32>());
+    let ts_step = 90_000 / spec.fps.max(1);
+    let mut frame_no = 0u32;
+    let mut want_keyframe = true;
+    let mut last_keyframe = Instant::now();
+    // Keyframe requests arrive as track events.
+    let (kf_tx, mut kf_rx) = mpsc::unbounded_channel();
+    let requests = {
+        let track = track.clone();
+        tokio::spawn(async move {
+            while let Some(event) = track.poll().await {
+                if let TrackLocalEvent::OnRtcpPacket(packets) = event
+                    && tandem_sfu::feedback::asks_for_keyframe(&packets)
+                {
+                    let _ = kf_tx.send(());
+                }
+            }
+        })
+    };
+    loop {
+        ticker.tick().await;
+        while kf_rx.try_recv().is_ok() {
+            want_keyframe = true;
+        }
+        if spec
+            .keyframe_interval
+            .is_some_and(|every| last_keyframe.elapsed() >= every)
+        {
+            want_keyframe = true;
+        }
+        let keyframe = std::mem::take(&mut want_keyframe);
+        if keyframe {
+            last_keyframe = Instant::now();
+        }
+        // Keyframes are larger: three packets' worth.
+        let size = if keyframe {
+            spec.frame_bytes * 3
+        } else {
+            spec.frame_bytes
+        };
+        let frame = synthetic_vp8_frame(keyframe, frame_no, size);
+        let mut chunks = frame.chunks(1100).peekable();
+        let mut first = true;
+        while let Some(chunk) = chunks.next() {
+            let payload = if first {
+                Bytes::copy_from_slice(chunk)
+            } else {
+                // Continuation packets: descriptor without the start bit.
+                let mut b = BytesMut::with_capacity(chunk.len() + 1);
+                b.put_u8(0x00);
+                b.put_slice(chunk);
+                b.freeze()
+            };
+            first = false;
+            let last = chunks.peek().is_none();
+            if track
+                .write_rtp(rtp(ssrc, pt, seq, ts, last, payload))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            seq = seq.wrapping_add(1);
+        }
+        ts = ts.wrapping_add(ts_step);
+        frame_no += 1;
+        if requests.is_finished() && frame_no > u32::MAX - 1 {
+            break;
+        }
+    }
+}
+
+/// Decode received Opus payloads (in sequence order) to mono PCM at 48 kHz.
+pub fn decode_opus(mut payloads: Vec<(u16, Bytes)>) -> anyhow::Result<Vec<f32>> {
+    // Sequence numbers may wrap; sort by distance from the first.
+    let Some(&(first, _)) = payloads.first() else {
+        return Ok(Vec::new());
+    };
+    payloads.sort_by_key(|(seq, _)| seq.wrapping_sub(first));
+    let mut decoder = opus::Decoder::new(48000, opus::Channels::Mono)?;
+    let mut pcm = Vec::new();
+    let mut frame = vec![0f32; 5760];
+    for (_, payload) in payloads {
+        let n = decoder.decode_float(&payload, &mut frame, false)?;
+        pcm.extend_from_slice(&frame[..n]);
+    }
+    Ok(pcm)
+}
+
+/// The strongest frequency in `pcm` between `lo` and `hi` Hz, in 5 Hz steps (Goertzel).
+pub fn dominant_frequency(pcm: &[f32], lo: f32, hi: f32) -> Option<f32> {
+    if pcm.len() < 4800 {
+        return None;
+    }
+    // Skip the codec's warm-up.
+    let pcm = &pcm[pcm.len() / 5..];
+    let power = |hz: f32| {
+        let w = 2.0 * std::f32::consts::PI * hz / 48000.0;
+        let coeff = 2.0 * w.cos();
+        let (mut s1, mut s2) = (0f32, 0f32);
+        for &x in pcm {
+            let s0 = x + coeff * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        s1 * s1 + s2 * s2 - coeff * s1 * s2
+    };
+    let mut best = (lo, 0f32);
+    let mut hz = lo;
+    while hz <= hi {
+        let p = power(hz);
+        if p > best.1 {
+            best = (hz, p);
+        }
+        hz += 5.0;
+    }
+    (best.1 > 0.0).then_some(best.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_frames_round_trip() {
+        let key = synthetic_vp8_frame(true, 1, 300);
+        let info = parse_video(&key).unwrap();
+        assert!(info.keyframe);
+        assert!(info.sent_us.is_some_and(|us| us > 0));
+        let delta = synthetic_vp8_frame(false, 2, 300);
+        assert!(!parse_video(&delta).unwrap().keyframe);
+        assert_eq!(
+            parse_video(&[0x00, 1, 2]),
+            None,
+            "a continuation packet starts no frame"
+        );
+    }
+
+    #[test]
+    fn a_tone_survives_opus_and_is_found() {
+        let mut encoder =
+            opus::Encoder::new(48000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+        let mut payloads = Vec::new();
+        let mut out = vec![0u8; 1500];
+        for i in 0..50u16 {
+            let pcm: Vec<f32> = (0..OPUS_FRAME_SAMPLES)
+                .map(|n| {
+                    let t = (i as usize * OPUS_FRAME_SAMPLES + n) as f32 / 48000.0;
+                    0.5 * (2.0 * std::f32::consts::PI * 660.0 * t).sin()
+                })
+                .collect();
+            let n = encoder.encode_float(&pcm, &mut out).unwrap();
+            payloads.push((i.wrapping_add(65530), Bytes::copy_from_slice(&out[..n])));
+        }
+        let pcm = decode_opus(payloads).unwrap();
+        let hz = dominant_frequency(&pcm, 200.0, 1000.0).unwrap();
+        assert!((hz - 660.0).abs() <= 10.0, "found {hz}");
+    }
+
+    #[test]
+    fn links_carry_their_token() {
+        assert_eq!(
+            token_from_link("http://x/join/c_1#token=abc.def").unwrap(),
+            "abc.def"
+        );
+        assert_eq!(ws_url("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/ws");
+    }
+}
