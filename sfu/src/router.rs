@@ -1007,3 +1007,64 @@ fn forward(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use crate::Role;
+    use crate::testkit::Harness;
+
+    #[test]
+    fn a_remote_classroom_hears_the_teacher_and_not_another_classroom_until_on_stage() {
+        let mut h = Harness::new();
+        let teacher = h.join(Role::Master);
+        let a = h.join(Role::Remote);
+        let b = h.join(Role::Remote);
+        h.publish_audio(a);
+        h.publish_audio(teacher);
+        h.run_for(Duration::from_millis(500));
+        for _ in 0..20 {
+            h.send_packet(teacher, Bytes::from_static(&[0xf8; 80]));
+            h.send_packet(a, Bytes::from_static(&[0xf8; 80]));
+            h.run_for(Duration::from_millis(20));
+        }
+        assert!(h.peers[a].received >= 10, "A hears the teacher");
+        assert!(h.peers[teacher].received >= 10, "the teacher hears A");
+        let b_before = h.peers[b].received;
+        assert!(b_before >= 10, "B hears the teacher");
+
+        let class = crate::ClassId::from("c_test");
+        let now = h.now;
+        let a_id = h.peers[a].id.clone();
+        h.router.set_stage(now, &class, [a_id]);
+        h.run_for(Duration::from_millis(500));
+        let b_mid = h.peers[b].received;
+        for _ in 0..20 {
+            h.send_packet(a, Bytes::from_static(&[0xf8; 80]));
+            h.run_for(Duration::from_millis(20));
+        }
+        assert!(h.peers[b].received >= b_mid + 10, "B hears A on stage");
+    }
+
+    #[test]
+    fn a_classroom_that_leaves_leaves_nothing_behind() {
+        let mut h = Harness::new();
+        let teacher = h.join(Role::Master);
+        let a = h.join(Role::Remote);
+        h.publish_audio(teacher);
+        h.publish_audio(a);
+        h.run_for(Duration::from_millis(300));
+        h.send_packet(a, Bytes::from_static(&[1; 50]));
+        h.send_packet(teacher, Bytes::from_static(&[1; 50]));
+        h.run_for(Duration::from_millis(300));
+        assert_eq!(h.router.transport_count(), 4);
+        let now = h.now;
+        let a_id = h.peers[a].id.clone();
+        h.router.leave(now, &a_id);
+        assert_eq!(h.router.transport_count(), 2, "A's legs are closed");
+        assert!(h.router.tracks_of(&crate::ClassId::from("c_test")).len() == 1);
+    }
+}

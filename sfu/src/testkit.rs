@@ -1,0 +1,340 @@
+//! Classrooms in memory: `rtc` peers wired straight to a [`Router`], with no socket and fake time.
+//!
+//! Used by the router's own tests and the forwarding benchmark, so the media plane is exercised
+//! through real ICE, DTLS and SRTP without any I/O.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+
+use crate::metrics::SfuMetrics;
+use crate::router::{Router, RouterEvent};
+use crate::{ClassId, ClassroomId, Role, RouterConfig, Source};
+
+/// A classroom's peer connections, as a browser would hold them.
+pub struct Peer {
+    pub id: ClassroomId,
+    pub addr: SocketAddr,
+    pub publish: Option<RTCPeerConnection>,
+    pub subscribe: Option<RTCPeerConnection>,
+    sender: Option<(RTCRtpSenderId, u32, u8)>,
+    /// RTP packets received on the subscribe leg.
+    pub received: u64,
+    seq: u16,
+}
+
+pub struct Harness {
+    pub router: Router,
+    pub peers: Vec<Peer>,
+    pub now: Instant,
+    server: SocketAddr,
+    class: ClassId,
+}
+
+fn new_pc(now: Instant, addr: SocketAddr) -> RTCPeerConnection {
+    let mut media_engine = MediaEngine::default();
+    media_engine.register_default_codecs().expect("codecs");
+    let registry =
+        register_default_interceptors(rtc::interceptor::Registry::new(), &mut media_engine)
+            .expect("interceptors");
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .build(now)
+        .expect("peer connection");
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .expect("candidate");
+    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().expect("json"))
+        .expect("local candidate");
+    pc
+}
+
+/// Each leg of a classroom has its own address, as a browser's two peer connections do.
+fn subscribe_addr(publish: SocketAddr) -> SocketAddr {
+    SocketAddr::new(publish.ip(), publish.port() + 10_000)
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        let server: SocketAddr = "127.0.0.1:8443".parse().expect("addr");
+        Self {
+            router: Router::new(RouterConfig::new(server), Arc::new(SfuMetrics::default())),
+            peers: Vec::new(),
+            now: Instant::now(),
+            server,
+            class: ClassId::from("c_test"),
+        }
+    }
+
+    /// A classroom joins; returns its index.
+    pub fn join(&mut self, role: Role) -> usize {
+        let index = self.peers.len();
+        let id = ClassroomId::from(format!("r_{index}"));
+        self.router
+            .join(self.now, self.class.clone(), id.clone(), role);
+        self.peers.push(Peer {
+            id,
+            addr: SocketAddr::from(([127, 0, 0, 1], 20_000 + index as u16)),
+            publish: None,
+            subscribe: None,
+            sender: None,
+            received: 0,
+            seq: 0,
+        });
+        self.pump();
+        index
+    }
+
+    /// The classroom publishes one Opus track.
+    pub fn publish_audio(&mut self, index: usize) {
+        let peer = &mut self.peers[index];
+        let mut pc = new_pc(self.now, peer.addr);
+        let ssrc = 0x1000 + index as u32;
+        let track = MediaStreamTrack::new(
+            "s".into(),
+            format!("mic-{index}"),
+            "mic".into(),
+            RtpCodecKind::Audio,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: RTCRtpCodec {
+                    mime_type: "audio/opus".into(),
+                    clock_rate: 48000,
+                    channels: 2,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+        );
+        let sender = pc.add_track(track).expect("track");
+        let offer = pc.create_offer(None).expect("offer");
+        pc.set_local_description(self.now, offer.clone())
+            .expect("local");
+        let answer = self
+            .router
+            .publish_offer(
+                self.now,
+                &peer.id,
+                offer.sdp,
+                [(format!("mic-{index}"), Source::Microphone)],
+            )
+            .expect("answer");
+        pc.set_remote_description(
+            self.now,
+            RTCSessionDescription::answer(answer).expect("sdp"),
+        )
+        .expect("remote");
+        let pt = pc
+            .rtp_sender(sender)
+            .and_then(|mut s| {
+                s.get_parameters()
+                    .rtp_parameters
+                    .codecs
+                    .first()
+                    .map(|c| c.payload_type)
+            })
+            .expect("payload type");
+        peer.sender = Some((sender, ssrc, pt));
+        peer.publish = Some(pc);
+        self.pump();
+    }
+
+    /// The publisher sends one RTP packet (not yet delivered).
+    pub fn send_packet(&mut self, index: usize, payload: Bytes) {
+        let now = self.now;
+        let peer = &mut self.peers[index];
+        let (sender, ssrc, pt) = peer.sender.expect("publishing");
+        peer.seq = peer.seq.wrapping_add(1);
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::Header {
+                version: 2,
+                payload_type: pt,
+                sequence_number: peer.seq,
+                timestamp: peer.seq as u32 * 960,
+                ssrc,
+                ..Default::default()
+            },
+            payload,
+        };
+        if let Some(pc) = peer.publish.as_mut()
+            && let Some(mut s) = pc.rtp_sender(sender)
+        {
+            s.write_rtp(now, packet).expect("write");
+        }
+    }
+
+    /// The datagrams a publisher has queued (for replaying into the router in a benchmark).
+    pub fn take_publisher_datagrams(&mut self, index: usize) -> Vec<(SocketAddr, BytesMut)> {
+        let peer = &mut self.peers[index];
+        let mut out = Vec::new();
+        if let Some(pc) = peer.publish.as_mut() {
+            while let Some(d) = pc.poll_write() {
+                out.push((peer.addr, d.message));
+            }
+        }
+        out
+    }
+
+    /// Move datagrams and events until nothing moves, advancing fake time a little each round.
+    pub fn pump(&mut self) {
+        for _ in 0..200 {
+            let mut moved = false;
+            // Peers → router.
+            let mut inbound = Vec::new();
+            for peer in &mut self.peers {
+                let (publish_addr, subscribe_addr) = (peer.addr, subscribe_addr(peer.addr));
+                for (pc, addr) in [
+                    (peer.publish.as_mut(), publish_addr),
+                    (peer.subscribe.as_mut(), subscribe_addr),
+                ] {
+                    if let Some(pc) = pc {
+                        while let Some(d) = pc.poll_write() {
+                            inbound.push((addr, d.message));
+                        }
+                    }
+                }
+            }
+            for (from, data) in inbound {
+                moved = true;
+                self.router
+                    .handle_datagram(self.now, self.server, from, &data);
+            }
+            // Router → peers.
+            let by_addr: HashMap<SocketAddr, (usize, bool)> = self
+                .peers
+                .iter()
+                .enumerate()
+                .flat_map(|(i, p)| [(p.addr, (i, false)), (subscribe_addr(p.addr), (i, true))])
+                .collect();
+            while let Some(t) = self.router.poll_transmit() {
+                moved = true;
+                let Some(&(i, subscribe)) = by_addr.get(&t.to) else {
+                    continue;
+                };
+                let peer = &mut self.peers[i];
+                let message = TaggedBytesMut {
+                    now: self.now,
+                    transport: TransportContext {
+                        local_addr: t.to,
+                        peer_addr: self.server,
+                        ecn: None,
+                        transport_protocol: TransportProtocol::UDP,
+                    },
+                    message: t.data,
+                };
+                let pc = if subscribe {
+                    peer.subscribe.as_mut()
+                } else {
+                    peer.publish.as_mut()
+                };
+                if let Some(pc) = pc {
+                    let _ = pc.handle_read(message);
+                }
+            }
+            while let Some(event) = self.router.poll_event() {
+                if let RouterEvent::SubscribeOffer { classroom, sdp, .. } = event {
+                    moved = true;
+                    self.answer(&classroom, sdp);
+                }
+            }
+            for peer in &mut self.peers {
+                if let Some(pc) = peer.subscribe.as_mut() {
+                    while let Some(m) = pc.poll_read() {
+                        if matches!(m.message, RTCMessage::RtpPacket(..)) {
+                            peer.received += 1;
+                        }
+                    }
+                    while pc.poll_event().is_some() {}
+                }
+                if let Some(pc) = peer.publish.as_mut() {
+                    while pc.poll_read().is_some() {}
+                    while pc.poll_event().is_some() {}
+                }
+            }
+            if !moved {
+                self.now += Duration::from_millis(5);
+                self.router.handle_timeout(self.now);
+                for peer in &mut self.peers {
+                    for pc in [peer.publish.as_mut(), peer.subscribe.as_mut()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        let _ = pc.handle_timeout(self.now);
+                    }
+                }
+                if self.peers.iter_mut().all(|p| {
+                    [p.publish.as_mut(), p.subscribe.as_mut()]
+                        .into_iter()
+                        .flatten()
+                        .all(|pc| pc.poll_timeout().is_none_or(|t| t > self.now))
+                }) {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn answer(&mut self, classroom: &ClassroomId, sdp: String) {
+        let now = self.now;
+        let Some(peer) = self.peers.iter_mut().find(|p| &p.id == classroom) else {
+            return;
+        };
+        let addr = subscribe_addr(peer.addr);
+        let pc = peer.subscribe.get_or_insert_with(|| new_pc(now, addr));
+        pc.set_remote_description(now, RTCSessionDescription::offer(sdp).expect("sdp"))
+            .expect("remote offer");
+        let answer = pc.create_answer(None).expect("answer");
+        pc.set_local_description(now, answer.clone())
+            .expect("local");
+        self.router
+            .subscribe_answer(now, classroom, answer.sdp)
+            .expect("answer accepted");
+    }
+
+    /// Let `duration` of fake time pass, moving everything.
+    pub fn run_for(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        while self.now < end {
+            self.pump();
+            self.now += Duration::from_millis(10);
+            self.router.handle_timeout(self.now);
+        }
+    }
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
