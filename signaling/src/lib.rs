@@ -3,6 +3,7 @@
 //! [`start`] brings up a whole server: the media plane on one UDP port and the HTTP/WebSocket API.
 
 pub mod class;
+pub mod classboard;
 pub mod config;
 pub mod http;
 pub mod hub;

@@ -229,7 +229,12 @@ mod tests {
     #[test]
     fn rejects_unknown_types_and_fields() {
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"hack"}"#).is_err());
-        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"ping","x":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<ClientMessage>(
+                r#"{"type":"stage_add","classroom_id":"r_1","x":1}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 #[derive(rust_embed::RustEmbed)]
 #[folder = "../web-client/"]
 #[exclude = "test/*"]
+#[allow_missing = true]
 struct Assets;
 
 /// Serve a file of the client; pages (`/`, `/teach/…`, `/join/…`) all load the one `index.html`.

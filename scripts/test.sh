@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test of Tandem on a fresh machine: installs what the tests need, then runs them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+pkg-config --exists opus 2>/dev/null || need_apt+=(libopus-dev)
+if [ -d tests/browser ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+echo "== Rust: unit, integration and end-to-end tests"
+cargo test --workspace --all-targets
+
+if [ -f package.json ] && [ -d web-client/test ]; then
+  echo "== Browser client: logic tests (node --test)"
+  [ -d node_modules ] || npm install --no-audit --no-fund --silent
+  node --test web-client/test/
+  if [ -d tests/browser ]; then
+    echo "== Browser end to end (Debian chromium, playwright-core)"
+    cargo build --bin tandem
+    TANDEM_BIN=target/debug/tandem node --test tests/browser/
+  fi
+fi

@@ -1,0 +1,7 @@
+//! Shared whiteboard, polls, their persistence and the class report (sans-IO; the WebSocket
+//! layer relays laser-pointer positions live and never stores them).
+
+pub mod board;
+pub mod poll;
+pub mod report;
+pub mod store;
