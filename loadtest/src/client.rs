@@ -141,6 +141,7 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         let shared = self.shared.clone();
         let track_id = track.track_id().await;
+        let is_audio = track.kind().await == RtpCodecKind::Audio;
         tokio::spawn(async move {
             let mut frame_started = true;
             while let Some(event) = track.poll().await {
@@ -157,10 +158,6 @@ impl PeerConnectionEventHandler for Handler {
                         r.bytes += packet.payload.len() as u64;
                         r.first_at.get_or_insert(now);
                         r.last_at = Some(now);
-                        let is_audio = r
-                            .info
-                            .as_ref()
-                            .is_some_and(|i| i.kind == tandem_sfu::MediaKind::Audio);
                         if is_audio {
                             r.opus
                                 .push((packet.header.sequence_number, packet.payload.clone()));
@@ -834,5 +831,195 @@ mod tests {
             "abc.def"
         );
         assert_eq!(ws_url("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/ws");
+    }
+}
+
+/// A WHIP publisher or WHEP viewer: a standard client that speaks HTTP and SDP, no WebSocket.
+pub struct HttpMediaSession {
+    pub location: String,
+    pc: Arc<dyn PeerConnection>,
+    shared: Arc<Mutex<Shared>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// What a WHIP/WHEP server answered to an offer.
+pub enum HttpOfferOutcome {
+    Created(HttpMediaSession),
+    /// The server refused: status and body.
+    Refused(u16, String),
+}
+
+async fn post_offer(
+    http_base: &str,
+    path: &str,
+    token: &str,
+    pc: &Arc<dyn PeerConnection>,
+    gathered: &mut mpsc::UnboundedReceiver<()>,
+) -> anyhow::Result<Result<(String, String), (u16, String)>> {
+    let offer = pc.create_offer(None).await?;
+    pc.set_local_description(offer).await?;
+    let _ = tokio::time::timeout(Duration::from_secs(2), gathered.recv()).await;
+    let sdp = pc
+        .local_description()
+        .await
+        .ok_or_else(|| anyhow!("no local description"))?
+        .sdp;
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", http_base.trim_end_matches('/')))
+        .bearer_auth(token)
+        .header("content-type", "application/sdp")
+        .body(sdp)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response.text().await?;
+    if status != 201 {
+        return Ok(Err((status, body)));
+    }
+    Ok(Ok((location, body)))
+}
+
+impl HttpMediaSession {
+    /// WHIP: publish a tone (and synthetic video) into `class_id` with a teacher or invite token.
+    pub async fn publish(
+        http_base: &str,
+        class_id: &str,
+        token: &str,
+        spec: PublishSpec,
+    ) -> anyhow::Result<HttpOfferOutcome> {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (pc, mut gathered, mut connected) = new_peer(shared.clone()).await?;
+        let (audio, audio_ssrc) = local_track(RtpCodecKind::Audio, "audio/opus", 48000, 2);
+        pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await?;
+        let video = if spec.video.is_some() {
+            let (track, ssrc) = local_track(RtpCodecKind::Video, "video/VP8", 90000, 0);
+            pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
+            Some((track, ssrc))
+        } else {
+            None
+        };
+        let (location, answer) = match post_offer(
+            http_base,
+            &format!("/whip/{class_id}"),
+            token,
+            &pc,
+            &mut gathered,
+        )
+        .await?
+        {
+            Ok(created) => created,
+            Err((status, body)) => {
+                let _ = pc.close().await;
+                return Ok(HttpOfferOutcome::Refused(status, body));
+            }
+        };
+        pc.set_remote_description(RTCSessionDescription::answer(answer)?)
+            .await?;
+        match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
+            Ok(Some(true)) => {}
+            _ => bail!("the WHIP session did not connect"),
+        }
+        let mut tasks = Vec::new();
+        if let Some(hz) = spec.tone_hz {
+            let pt = payload_type(&pc, RtpCodecKind::Audio).await?;
+            tasks.push(tokio::spawn(send_tone(audio, audio_ssrc, pt, hz)));
+        }
+        if let (Some(v), Some((track, ssrc))) = (spec.video, video) {
+            let pt = payload_type(&pc, RtpCodecKind::Video).await?;
+            tasks.push(tokio::spawn(send_video(track, ssrc, pt, v)));
+        }
+        Ok(HttpOfferOutcome::Created(Self {
+            location,
+            pc,
+            shared,
+            tasks,
+        }))
+    }
+
+    /// WHEP: watch the master classroom of `class_id`.
+    pub async fn view(
+        http_base: &str,
+        class_id: &str,
+        token: &str,
+    ) -> anyhow::Result<HttpOfferOutcome> {
+        use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (pc, mut gathered, mut connected) = new_peer(shared.clone()).await?;
+        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+            pc.add_transceiver_from_kind(
+                kind,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        }
+        let (location, answer) = match post_offer(
+            http_base,
+            &format!("/whep/{class_id}"),
+            token,
+            &pc,
+            &mut gathered,
+        )
+        .await?
+        {
+            Ok(created) => created,
+            Err((status, body)) => {
+                let _ = pc.close().await;
+                return Ok(HttpOfferOutcome::Refused(status, body));
+            }
+        };
+        pc.set_remote_description(RTCSessionDescription::answer(answer)?)
+            .await?;
+        match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
+            Ok(Some(true)) => {}
+            _ => bail!("the WHEP session did not connect"),
+        }
+        Ok(HttpOfferOutcome::Created(Self {
+            location,
+            pc,
+            shared,
+            tasks: Vec::new(),
+        }))
+    }
+
+    /// What a viewer has received, by track id (its kind is known from the codec, not the class).
+    pub fn received(&self) -> HashMap<String, ReceivedTrack> {
+        self.shared.lock().received.clone()
+    }
+
+    /// End the session with `DELETE` on its location; returns the status.
+    pub async fn end(mut self, http_base: &str, token: &str) -> anyhow::Result<u16> {
+        let status = reqwest::Client::new()
+            .delete(format!(
+                "{}{}",
+                http_base.trim_end_matches('/'),
+                self.location
+            ))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .status()
+            .as_u16();
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        let _ = self.pc.close().await;
+        Ok(status)
+    }
+}
+
+impl Drop for HttpMediaSession {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }

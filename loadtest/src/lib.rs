@@ -1,3 +1,10 @@
 //! Tandem's load-test tool, and the WebRTC classroom client it shares with the end-to-end tests.
 
+pub mod cli;
 pub mod client;
+pub mod html;
+pub mod link;
+pub mod proc_stats;
+pub mod report;
+pub mod slo;
+pub mod stats;

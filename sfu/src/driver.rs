@@ -27,6 +27,7 @@ enum Command {
     SetStage(ClassId, Vec<ClassroomId>),
     PublishOffer(ClassroomId, String, Vec<(String, Source)>, Reply<String>),
     SubscribeAnswer(ClassroomId, String, Reply<()>),
+    ViewOffer(ClassroomId, String, Reply<String>),
     Candidate(ClassroomId, Leg, RTCIceCandidateInit, Reply<()>),
     Tracks(ClassId, oneshot::Sender<Vec<TrackInfo>>),
     TransportCount(oneshot::Sender<usize>),
@@ -118,6 +119,9 @@ fn apply(router: &mut Router, command: Command) {
         Command::SubscribeAnswer(classroom, sdp, reply) => {
             let _ = reply.send(router.subscribe_answer(now, &classroom, sdp));
         }
+        Command::ViewOffer(classroom, sdp, reply) => {
+            let _ = reply.send(router.view_offer(now, &classroom, sdp));
+        }
         Command::Candidate(classroom, leg, candidate, reply) => {
             let _ = reply.send(router.add_remote_candidate(&classroom, leg, candidate));
         }
@@ -174,6 +178,16 @@ impl SfuHandle {
         sdp: String,
     ) -> Result<(), SfuError> {
         self.ask(|reply| Command::SubscribeAnswer(classroom, sdp, reply))
+            .await
+    }
+
+    /// A receive-only viewer's offer (WHEP); returns the answer.
+    pub async fn view_offer(
+        &self,
+        classroom: ClassroomId,
+        sdp: String,
+    ) -> Result<String, SfuError> {
+        self.ask(|reply| Command::ViewOffer(classroom, sdp, reply))
             .await
     }
 

@@ -71,6 +71,8 @@ pub enum SfuError {
     Negotiation(String),
     #[error("webrtc: {0}")]
     Rtc(#[from] rtc::shared::error::Error),
+    #[error("the master classroom is not publishing yet")]
+    NothingToView,
     #[error("media plane stopped")]
     Stopped,
 }

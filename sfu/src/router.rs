@@ -79,6 +79,9 @@ struct Member {
     /// What this classroom receives, by published track.
     downtracks: HashMap<TrackId, DownTrack>,
     negotiation: Negotiation,
+    /// A viewer that negotiated once, by its own offer (WHEP): the server cannot re-offer to it,
+    /// so what it receives is fixed at that answer.
+    fixed: bool,
 }
 
 #[derive(Default, PartialEq, Eq)]
@@ -170,6 +173,8 @@ impl Router {
                 declared_sources: HashMap::new(),
                 downtracks: HashMap::new(),
                 negotiation: Negotiation::default(),
+                // Viewers (WHEP) negotiate once, by their own offer, in `view_offer`.
+                fixed: role == Role::Viewer,
             },
         );
         self.sync_class(now, &class);
@@ -307,6 +312,79 @@ impl Router {
         let _ = class;
         self.flush();
         Ok(())
+    }
+
+    /// A receive-only viewer offers (WHEP): answer with the master classroom's microphone and
+    /// camera (its screen share when it has no camera). The viewer must have joined as a
+    /// [`Role::Viewer`]; the master classroom must be publishing.
+    pub fn view_offer(
+        &mut self,
+        now: Instant,
+        classroom: &ClassroomId,
+        sdp: String,
+    ) -> Result<String, SfuError> {
+        let member = self
+            .members
+            .get(classroom)
+            .ok_or(SfuError::UnknownClassroom)?;
+        if !member.fixed || member.subscribe.is_some() {
+            return Err(SfuError::NotAllowed("only a new viewer offers to receive"));
+        }
+        let class = member.class.clone();
+        let offer = RTCSessionDescription::offer(sdp)?;
+        let mut chosen: Vec<(TrackId, ClassroomId, MediaKind, RTCRtpCodec, Source)> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.class == class)
+            .filter(|(_, t)| {
+                self.members
+                    .get(&t.info.classroom_id)
+                    .is_some_and(|m| m.role == Role::Master)
+            })
+            .filter_map(|(id, t)| {
+                let codec = t.codec.clone()?;
+                Some((
+                    id.clone(),
+                    t.info.classroom_id.clone(),
+                    t.info.kind,
+                    codec,
+                    t.info.source,
+                ))
+            })
+            .collect();
+        // Microphone first, then camera before screen; one of each kind.
+        chosen.sort_by_key(|(id, _, kind, _, source)| (*kind, *source, id.clone()));
+        chosen.dedup_by_key(|(_, _, kind, _, _)| *kind);
+        if chosen.is_empty() {
+            return Err(SfuError::NothingToView);
+        }
+
+        let mut transport = Transport::new(now, &self.config, Leg::Subscribe, classroom.clone())?;
+        transport.pc.set_remote_description(now, offer)?;
+        transport.add_host_candidate(self.config.announced_addr())?;
+        let key = self.insert_transport(transport);
+        if let Some(m) = self.members.get_mut(classroom) {
+            m.subscribe = Some(key);
+            m.fixed = true;
+        }
+        for (track, publisher, kind, codec, _) in chosen {
+            self.add_downtrack(now, classroom, &track, &publisher, kind, codec)?;
+        }
+        let transport = self
+            .transports
+            .get_mut(&key)
+            .ok_or(SfuError::UnknownClassroom)?;
+        let answer = transport.pc.create_answer(None)?;
+        transport.pc.set_local_description(now, answer)?;
+        let sdp = transport
+            .pc
+            .local_description()
+            .map(|d| d.sdp)
+            .ok_or(SfuError::Negotiation("no local description".into()))?;
+        self.dirty.insert(key);
+        self.drain(now, key);
+        self.flush();
+        Ok(sdp)
     }
 
     /// A trickled ICE candidate from the classroom.
@@ -773,7 +851,12 @@ impl Router {
             })
             .collect();
         for subscriber in &members {
-            let Some(sub_role) = self.members.get(subscriber).map(|m| m.role) else {
+            let Some(sub_role) = self
+                .members
+                .get(subscriber)
+                .filter(|m| !m.fixed)
+                .map(|m| m.role)
+            else {
                 continue;
             };
             let wanted: HashSet<TrackId> = tracks

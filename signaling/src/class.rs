@@ -7,6 +7,8 @@
 use tandem_sfu::ClassroomId;
 use tokio::sync::mpsc;
 
+use crate::classboard::board::{Author, Board, BoardLimits};
+use crate::classboard::poll::{PollLimits, Polls, Voter, VoterKind};
 use crate::protocol::{ClassView, ParticipantRole, ParticipantView, ServerMessage};
 use crate::store::ClassRecord;
 
@@ -28,6 +30,10 @@ pub struct Class {
     /// Raised hands, in the order they went up.
     pub hands: Vec<ClassroomId>,
     pub stage: Vec<ClassroomId>,
+    /// The shared whiteboard; every op is in SQLite before it is committed here.
+    pub board: Board,
+    /// The class's polls and votes, also written through to SQLite.
+    pub polls: Polls,
 }
 
 impl Class {
@@ -37,6 +43,17 @@ impl Class {
             participants: Vec::new(),
             hands: Vec::new(),
             stage: Vec::new(),
+            board: Board::new(BoardLimits::default()),
+            polls: Polls::new(PollLimits::default()),
+        }
+    }
+
+    /// A class brought back with the board and polls it had on record.
+    pub fn restored(record: ClassRecord, board: Board, polls: Polls) -> Self {
+        Self {
+            board,
+            polls,
+            ..Self::new(record)
         }
     }
 
@@ -60,8 +77,51 @@ impl Class {
             .find(|p| &p.view.classroom_id == id)
     }
 
+    /// Everyone but pupils: what classroom screens list.
     pub fn views(&self) -> Vec<ParticipantView> {
-        self.participants.iter().map(|p| p.view.clone()).collect()
+        self.participants
+            .iter()
+            .filter(|p| p.view.role != ParticipantRole::Pupil)
+            .map(|p| p.view.clone())
+            .collect()
+    }
+
+    pub fn is_pupil(&self, id: &ClassroomId) -> bool {
+        self.participant(id)
+            .is_some_and(|p| p.view.role == ParticipantRole::Pupil)
+    }
+
+    /// Participants of `role` (e.g. pupils, who do not take a classroom's place).
+    pub fn count_role(&self, role: ParticipantRole) -> usize {
+        self.participants
+            .iter()
+            .filter(|p| p.view.role == role)
+            .count()
+    }
+
+    /// Who `id` draws as: the teacher or a remote classroom (pupils and viewers do not draw).
+    pub fn author(&self, id: &ClassroomId) -> Option<Author> {
+        let p = self.participant(id)?;
+        match p.view.role {
+            ParticipantRole::Teacher => Some(Author::teacher(id.as_str())),
+            ParticipantRole::Classroom => Some(Author::classroom(id.as_str())),
+            _ => None,
+        }
+    }
+
+    /// Who `id` votes as: each remote classroom and each pupil is one voter; the teacher is not.
+    pub fn voter(&self, id: &ClassroomId) -> Option<Voter> {
+        let p = self.participant(id)?;
+        let kind = match p.view.role {
+            ParticipantRole::Classroom => VoterKind::Classroom,
+            ParticipantRole::Pupil => VoterKind::Pupil,
+            _ => return None,
+        };
+        Some(Voter {
+            voter_id: id.to_string(),
+            display_name: p.view.name.clone(),
+            kind,
+        })
     }
 
     pub fn is_teacher(&self, id: &ClassroomId) -> bool {
@@ -76,8 +136,13 @@ impl Class {
         }
     }
 
+    /// Send to every classroom screen (pupils' devices only get polls: see `broadcast_everyone`).
     pub fn broadcast(&mut self, message: &ServerMessage) {
-        for p in &mut self.participants {
+        for p in self
+            .participants
+            .iter_mut()
+            .filter(|p| p.view.role != ParticipantRole::Pupil)
+        {
             deliver(p, message.clone());
         }
     }
@@ -86,7 +151,24 @@ impl Class {
         for p in self
             .participants
             .iter_mut()
-            .filter(|p| &p.view.classroom_id != except)
+            .filter(|p| &p.view.classroom_id != except && p.view.role != ParticipantRole::Pupil)
+        {
+            deliver(p, message.clone());
+        }
+    }
+
+    /// Send to everyone, pupils included (polls and their results).
+    pub fn broadcast_everyone(&mut self, message: &ServerMessage) {
+        for p in &mut self.participants {
+            deliver(p, message.clone());
+        }
+    }
+
+    pub fn send_to_teachers(&mut self, message: &ServerMessage) {
+        for p in self
+            .participants
+            .iter_mut()
+            .filter(|p| p.view.role == ParticipantRole::Teacher)
         {
             deliver(p, message.clone());
         }

@@ -61,9 +61,58 @@ pub struct Config {
     /// Packets kept per outgoing stream to answer NACKs (a power of two).
     #[arg(long, env = "TANDEM_NACK_BUFFER_PACKETS", default_value_t = 512)]
     pub nack_buffer_packets: u16,
+    /// Pupils (vote-only devices from the pupil voting link) allowed in one class.
+    #[arg(long, env = "TANDEM_MAX_PUPILS_PER_CLASS", default_value_t = 500)]
+    pub max_pupils_per_class: usize,
+    /// Points in one whiteboard stroke, the first included.
+    #[arg(
+        long,
+        env = "TANDEM_BOARD_MAX_POINTS_PER_STROKE",
+        default_value_t = 5000
+    )]
+    pub board_max_points_per_stroke: usize,
+    /// Sustained whiteboard ops per second per classroom.
+    #[arg(long, env = "TANDEM_BOARD_MAX_OPS_PER_SEC", default_value_t = 60)]
+    pub board_max_ops_per_sec: u32,
+    /// Whiteboard ops a classroom may send at once above the sustained rate.
+    #[arg(long, env = "TANDEM_BOARD_BURST", default_value_t = 120)]
+    pub board_burst: u32,
+    /// Objects (strokes, shapes, texts) on one whiteboard page.
+    #[arg(
+        long,
+        env = "TANDEM_BOARD_MAX_OBJECTS_PER_PAGE",
+        default_value_t = 2000
+    )]
+    pub board_max_objects_per_page: usize,
+    /// Whiteboard pages per class.
+    #[arg(long, env = "TANDEM_BOARD_MAX_PAGES", default_value_t = 50)]
+    pub board_max_pages: usize,
+    /// Polls per class.
+    #[arg(long, env = "TANDEM_POLL_MAX_PER_CLASS", default_value_t = 200)]
+    pub poll_max_per_class: usize,
 }
 
 impl Config {
+    /// The whiteboard limits these settings name.
+    pub fn board_limits(&self) -> crate::classboard::board::BoardLimits {
+        crate::classboard::board::BoardLimits {
+            max_points_per_stroke: self.board_max_points_per_stroke,
+            max_ops_per_sec_per_client: self.board_max_ops_per_sec,
+            burst_ops_per_client: self.board_burst,
+            max_objects_per_page: self.board_max_objects_per_page,
+            max_pages: self.board_max_pages,
+            ..Default::default()
+        }
+    }
+
+    /// The poll limits these settings name.
+    pub fn poll_limits(&self) -> crate::classboard::poll::PollLimits {
+        crate::classboard::poll::PollLimits {
+            max_polls_per_class: self.poll_max_per_class,
+            ..Default::default()
+        }
+    }
+
     /// Settings for tests: ephemeral ports on loopback, data in `data_dir`.
     pub fn for_tests(data_dir: PathBuf) -> Self {
         use clap::Parser;

@@ -7,12 +7,13 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::Deserialize;
 
 use crate::hub::{Hub, HubError};
 use crate::metrics::Metrics;
 use crate::protocol::ErrorCode;
+use crate::whip;
 
 /// Largest JSON body the API reads.
 const MAX_API_BODY_BYTES: usize = 16 * 1024;
@@ -24,15 +25,28 @@ const WS_HARD_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
+    pub sessions: Arc<crate::whip::Sessions>,
 }
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/api/classes", post(create_class))
         .route("/api/classes/{class_id}", get(class_info))
+        .route("/api/classes/{class_id}/report", get(report_html))
+        .route("/api/classes/{class_id}/report.csv", get(report_csv))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/ws", get(websocket))
+        .route("/whip/{class_id}", post(whip::whip_create))
+        .route(
+            "/whip/{class_id}/{session}",
+            delete(whip::whip_delete).patch(whip::whip_patch),
+        )
+        .route("/whep/{class_id}", post(whip::whep_create))
+        .route(
+            "/whep/{class_id}/{session}",
+            delete(whip::whep_delete).patch(whip::whep_patch),
+        )
         .fallback(get(|uri: Uri| async move { crate::web::asset(uri.path()) }))
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .with_state(state)
@@ -57,6 +71,9 @@ impl IntoResponse for ApiError {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::ClassEnded => StatusCode::GONE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::PollClosed | ErrorCode::PollAlreadyOpen => StatusCode::CONFLICT,
         };
         let body = serde_json::json!({"error": {"code": self.0.code, "message": self.0.message}});
         (status, Json(body)).into_response()
@@ -88,6 +105,8 @@ async fn create_class(
         "teacher_name": created.teacher_name,
         "teacher_token": created.teacher_token,
         "invite_token": created.invite_token,
+        "pupil_token": created.pupil_token,
+        "pupil_url": format!("{base}/vote/{}#token={}", created.class_id, created.pupil_token),
         "teacher_url": format!("{base}/teach/{}#token={}", created.class_id, created.teacher_token),
         "invite_url": format!("{base}/join/{}#token={}", created.class_id, created.invite_token),
     });
@@ -130,8 +149,49 @@ async fn class_info(
     .into_response())
 }
 
+#[derive(Deserialize)]
+struct ReportQuery {
+    token: String,
+    /// The teacher's time zone, minutes east of UTC (times in the report are shown there).
+    #[serde(default)]
+    utc_offset_minutes: i32,
+}
+
+async fn report_html(
+    State(state): State<AppState>,
+    Path(class_id): Path<String>,
+    Query(query): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    let report = state
+        .hub
+        .report(&class_id, &query.token, query.utc_offset_minutes)?;
+    let html = crate::classboard::report::report_html(&report);
+    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
+}
+
+async fn report_csv(
+    State(state): State<AppState>,
+    Path(class_id): Path<String>,
+    Query(query): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    let report = state
+        .hub
+        .report(&class_id, &query.token, query.utc_offset_minutes)?;
+    let csv = crate::classboard::report::report_csv(&report);
+    let disposition = format!("attachment; filename=\"report-{}.csv\"", report.class_id);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
 async fn metrics(State(state): State<AppState>) -> Response {
     let (classes, participants) = state.hub.census();
+    state.metrics.set_pupils(state.hub.pupil_census());
     let text = state.metrics.render(classes, participants);
     (
         [(

@@ -11,12 +11,19 @@ use tandem_sfu::{ClassId, ClassroomId, Role, RouterEvent};
 use tokio::sync::mpsc;
 
 use crate::class::{Class, Outbox, Participant};
+use crate::classboard::board::Catchup;
+use crate::classboard::store::{BoardStore, PollStore, StoreError};
 use crate::config::Config;
 use crate::protocol::{
     ErrorCode, PROTOCOL_VERSION, ParticipantRole, ParticipantView, ServerMessage,
 };
 use crate::store::{ClassRecord, Store};
 use crate::token::{Claims, TokenError, TokenKey, TokenRole};
+
+// The whiteboard, polls and class report: the hub operations behind them.
+mod classwork;
+
+use classwork::{poll_news, store_error};
 
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -75,6 +82,8 @@ pub struct CreatedClass {
     pub teacher_name: String,
     pub teacher_token: String,
     pub invite_token: String,
+    /// The pupil voting link's token: vote only, no media.
+    pub pupil_token: String,
 }
 
 /// A classroom's place in a class, as its connection holds it.
@@ -115,10 +124,25 @@ impl Hub {
                 .lock()
                 .participants
                 .iter()
-                .filter(|p| p.view.connected)
+                .filter(|p| p.view.connected && p.view.role != ParticipantRole::Pupil)
                 .count();
         }
         (self.classes.len(), participants)
+    }
+
+    /// Connected pupils (vote-only devices) in all classes, for `/metrics`.
+    pub fn pupil_census(&self) -> usize {
+        self.classes
+            .iter()
+            .map(|class| {
+                class
+                    .lock()
+                    .participants
+                    .iter()
+                    .filter(|p| p.view.connected && p.view.role == ParticipantRole::Pupil)
+                    .count()
+            })
+            .sum()
     }
 
     pub fn create_class(&self, title: &str, teacher_name: &str) -> Result<CreatedClass, HubError> {
@@ -147,6 +171,7 @@ impl Hub {
         Ok(CreatedClass {
             teacher_token: sign(TokenRole::Teacher),
             invite_token: sign(TokenRole::Classroom),
+            pupil_token: sign(TokenRole::Pupil),
             class_id: record.class_id,
             title: record.title,
             teacher_name: record.teacher_name,
@@ -192,10 +217,22 @@ impl Hub {
         if record.ended_at.is_some() {
             return Err(HubError::new(ErrorCode::ClassEnded, "the class has ended"));
         }
+        // Its board and polls come back with it (read before taking the map's entry).
+        let board_limits = self.config.board_limits();
+        let poll_limits = self.config.poll_limits();
+        let (board, polls) = self
+            .store
+            .with_conn(|conn| {
+                Ok::<_, StoreError>((
+                    BoardStore::load_board(conn, class_id, board_limits)?,
+                    PollStore::load_polls(conn, class_id, poll_limits)?,
+                ))
+            })
+            .map_err(store_error)?;
         Ok(self
             .classes
             .entry(class_id.to_owned())
-            .or_insert_with(|| Arc::new(Mutex::new(Class::new(record))))
+            .or_insert_with(|| Arc::new(Mutex::new(Class::restored(record, board, polls))))
             .clone())
     }
 
@@ -213,18 +250,26 @@ impl Hub {
         name: &str,
         resume: Option<&str>,
         outbox: Outbox,
+        as_viewer: bool,
     ) -> Result<Seat, HubError> {
         let claims = self.tokens.verify_any(token, unix_now())?;
         let name = self.checked_name("name", name)?;
         let class_arc = self.live_class(&claims.class_id)?;
         let role = match claims.role {
+            // A pupil link never becomes anything but a vote-only seat.
+            TokenRole::Pupil => ParticipantRole::Pupil,
+            _ if as_viewer => ParticipantRole::Viewer,
             TokenRole::Teacher => ParticipantRole::Teacher,
             TokenRole::Classroom => ParticipantRole::Classroom,
         };
         let class_id = ClassId::from(claims.class_id.as_str());
 
         // What is already published, asked before taking the class lock (never held across I/O).
-        let tracks = self.sfu.tracks(class_id.clone()).await.unwrap_or_default();
+        let tracks = if role == ParticipantRole::Pupil {
+            Vec::new()
+        } else {
+            self.sfu.tracks(class_id.clone()).await.unwrap_or_default()
+        };
 
         let (seat, resumed) = {
             let mut class = class_arc.lock();
@@ -250,13 +295,25 @@ impl Hub {
                     )
                 }
                 None => {
-                    if class.participants.len() >= self.config.max_classrooms_per_class {
+                    let pupils = class.count_role(ParticipantRole::Pupil);
+                    if role == ParticipantRole::Pupil {
+                        if pupils >= self.config.max_pupils_per_class {
+                            return Err(HubError::new(
+                                ErrorCode::Forbidden,
+                                "this class has all the pupils it can take",
+                            ));
+                        }
+                    } else if class.participants.len() - pupils
+                        >= self.config.max_classrooms_per_class
+                    {
                         return Err(HubError::new(ErrorCode::Forbidden, "this class is full"));
                     }
                     let classroom_id = ClassroomId::from(random_id("r_", 10));
                     let role_name = match role {
                         ParticipantRole::Teacher => "teacher",
                         ParticipantRole::Classroom => "classroom",
+                        ParticipantRole::Viewer => "viewer",
+                        ParticipantRole::Pupil => "pupil",
                     };
                     let attendance_id = self.store.joined(
                         &claims.class_id,
@@ -315,8 +372,23 @@ impl Hub {
                     participant: me.view.clone(),
                 }
             };
+            let pupil = role == ParticipantRole::Pupil;
             class.send_to(&seat.classroom_id, welcome);
-            class.broadcast_except(&seat.classroom_id, &announce);
+            if !pupil {
+                let catchup = ServerMessage::BoardCatchup {
+                    catchup: Catchup::Snapshot {
+                        snapshot: class.board.snapshot(),
+                    },
+                };
+                class.send_to(&seat.classroom_id, catchup);
+            }
+            for news in poll_news(&class, &seat.classroom_id) {
+                class.send_to(&seat.classroom_id, news);
+            }
+            // Pupils come and go by the dozen: classroom screens are not told.
+            if !pupil {
+                class.broadcast_except(&seat.classroom_id, &announce);
+            }
             (seat, resumed)
         };
         self.classroom_class
@@ -326,6 +398,12 @@ impl Hub {
         let sfu_role = match role {
             ParticipantRole::Teacher => Role::Master,
             ParticipantRole::Classroom => Role::Remote,
+            ParticipantRole::Viewer => Role::Viewer,
+            // Pupils vote and nothing else: no media plane.
+            ParticipantRole::Pupil => {
+                tracing::info!(class = %seat.class_id, pupil = %seat.classroom_id, resumed, "pupil joined");
+                return Ok(seat);
+            }
         };
         self.sfu
             .join(class_id, seat.classroom_id.clone(), sfu_role)
@@ -349,10 +427,12 @@ impl Hub {
             }
             p.view.connected = false;
             p.outbox = None;
-            class.broadcast(&ServerMessage::ParticipantState {
-                classroom_id: seat.classroom_id.clone(),
-                connected: false,
-            });
+            if !class.is_pupil(&seat.classroom_id) {
+                class.broadcast(&ServerMessage::ParticipantState {
+                    classroom_id: seat.classroom_id.clone(),
+                    connected: false,
+                });
+            }
         }
         let hub = Arc::clone(self);
         let seat = seat.clone();
@@ -376,6 +456,13 @@ impl Hub {
         }
     }
 
+    /// Whether the seat's classroom is still in its class.
+    pub fn is_seated(&self, seat: &Seat) -> bool {
+        self.classes
+            .get(seat.class_id.as_str())
+            .is_some_and(|c| c.lock().participant(&seat.classroom_id).is_some())
+    }
+
     /// A classroom leaves for good.
     pub fn leave(&self, seat: &Seat) {
         let Ok(class_arc) = self.class_of(seat) else {
@@ -394,6 +481,10 @@ impl Hub {
             tracing::error!(%err, "attendance not recorded");
         }
         self.classroom_class.remove(&seat.classroom_id);
+        if gone.view.role == ParticipantRole::Pupil {
+            tracing::info!(class = %seat.class_id, pupil = %seat.classroom_id, "pupil left");
+            return;
+        }
         let _ = self.sfu.leave(seat.classroom_id.clone());
         let (hands, stage) = class.forget(&seat.classroom_id);
         class.broadcast(&ServerMessage::ParticipantLeft {
@@ -441,7 +532,7 @@ impl Hub {
         if !class.is_teacher(&seat.classroom_id) {
             return Err(forbidden());
         }
-        if class.participant(&whom).is_none() {
+        if class.participant(&whom).is_none() || class.is_pupil(&whom) {
             return Err(HubError::new(
                 ErrorCode::NotFound,
                 "no such classroom in this class",
@@ -495,7 +586,7 @@ impl Hub {
             return Err(forbidden());
         }
         self.store.end_class(seat.class_id.as_str(), unix_now())?;
-        class.broadcast(&ServerMessage::ClassEnded);
+        class.broadcast_everyone(&ServerMessage::ClassEnded);
         for p in class.participants.drain(..) {
             self.classroom_class.remove(&p.view.classroom_id);
             let _ = self.sfu.leave(p.view.classroom_id.clone());

@@ -12,6 +12,7 @@ pub mod protocol;
 pub mod store;
 pub mod token;
 pub mod web;
+pub mod whip;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -88,9 +89,11 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
 
     let hub = Arc::new(hub::Hub::new(config, store, tokens, sfu));
     hub.spawn_router_events(events);
+    hub.spawn_poll_timer();
     let state = http::AppState {
         hub: hub.clone(),
         metrics: Arc::new(metrics::Metrics::new(&sfu_metrics)),
+        sessions: Arc::default(),
     };
     let app = http::routes(state);
     let task = tokio::spawn(async move {

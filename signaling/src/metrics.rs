@@ -9,6 +9,7 @@ pub struct Metrics {
     registry: Registry,
     classes_active: Gauge,
     participants_active: Gauge,
+    pupils_active: Gauge,
 }
 
 impl Metrics {
@@ -26,12 +27,24 @@ impl Metrics {
             "Classrooms connected to a class",
             participants_active.clone(),
         );
+        let pupils_active = Gauge::default();
+        registry.register(
+            "tandem_pupils_active",
+            "Pupils' vote-only devices connected to a class",
+            pupils_active.clone(),
+        );
         sfu.register(&mut registry);
         Self {
             registry,
             classes_active,
             participants_active,
+            pupils_active,
         }
+    }
+
+    /// Pupils connected now (set before `render`).
+    pub fn set_pupils(&self, pupils: usize) {
+        self.pupils_active.set(pupils as i64);
     }
 
     /// The exposition, with the census taken at scrape time.

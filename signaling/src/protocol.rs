@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use tandem_sfu::{ClassroomId, Leg, OfferedTrack, Source, TrackId, TrackInfo};
 
+use crate::classboard::board::{Applied, BoardOp, Catchup, Point};
+use crate::classboard::poll::{Poll, PollResults, PollSpec};
+
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The ICE candidate as browsers hand it over (`RTCIceCandidateInit`).
@@ -70,6 +73,34 @@ pub enum ClientMessage {
     EndClass,
     Ping,
     Leave,
+    /// Change the whiteboard (see `classboard::board::BoardOp`).
+    BoardOp {
+        op: BoardOp,
+    },
+    /// Ask for what was missed since `since_seq` (a full snapshot without it).
+    BoardSync {
+        #[serde(default)]
+        since_seq: Option<u64>,
+    },
+    /// Laser pointer position: relayed live, never stored.
+    Laser {
+        page: u32,
+        point: Point,
+    },
+    LaserOff,
+    PollStart {
+        spec: PollSpec,
+    },
+    PollVote {
+        poll_id: u64,
+        choices: Vec<u32>,
+    },
+    PollClose {
+        poll_id: u64,
+    },
+    PollPublish {
+        poll_id: u64,
+    },
 }
 
 impl ClientMessage {
@@ -88,6 +119,14 @@ impl ClientMessage {
             ClientMessage::EndClass => "end_class",
             ClientMessage::Ping => "ping",
             ClientMessage::Leave => "leave",
+            ClientMessage::BoardOp { .. } => "board_op",
+            ClientMessage::BoardSync { .. } => "board_sync",
+            ClientMessage::Laser { .. } => "laser",
+            ClientMessage::LaserOff => "laser_off",
+            ClientMessage::PollStart { .. } => "poll_start",
+            ClientMessage::PollVote { .. } => "poll_vote",
+            ClientMessage::PollClose { .. } => "poll_close",
+            ClientMessage::PollPublish { .. } => "poll_publish",
         }
     }
 }
@@ -97,6 +136,10 @@ impl ClientMessage {
 pub enum ParticipantRole {
     Teacher,
     Classroom,
+    /// Receives the master classroom only (a WHEP hall display or overflow room).
+    Viewer,
+    /// Votes from a pupil's own device (pupil voting link); no media, never in `participants`.
+    Pupil,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +171,14 @@ pub enum ErrorCode {
     ClassEnded,
     NegotiationFailed,
     Internal,
+    /// A board or poll limit (points per stroke, objects per page, pages, polls per class).
+    LimitExceeded,
+    /// A well-formed message whose content cannot be used (bad colour, unknown option, …).
+    Invalid,
+    /// A vote for a poll that is closed (or whose timer ran out).
+    PollClosed,
+    /// `poll_start` while another poll is open.
+    PollAlreadyOpen,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,6 +231,41 @@ pub enum ServerMessage {
     MuteRequested,
     ClassEnded,
     Pong,
+    /// An accepted board op, to every classroom including its author (its acknowledgement).
+    BoardOp {
+        applied: Applied,
+    },
+    /// After `welcome` and in reply to `board_sync`.
+    BoardCatchup {
+        catchup: Catchup,
+    },
+    Laser {
+        classroom_id: ClassroomId,
+        page: u32,
+        point: Point,
+    },
+    LaserOff {
+        classroom_id: ClassroomId,
+    },
+    /// A poll started, closed or was published (to everyone, pupils included).
+    Poll {
+        poll: Poll,
+    },
+    /// To the voter: its vote is stored (also after joining, for the open poll).
+    PollVoted {
+        poll_id: u64,
+        choices: Vec<u32>,
+    },
+    /// Live counts, to the teacher only.
+    PollCounts {
+        poll_id: u64,
+        counts: Vec<u32>,
+        voters_total: u32,
+    },
+    /// A published result, to everyone.
+    PollResult {
+        results: PollResults,
+    },
     Error {
         code: ErrorCode,
         message: String,

@@ -54,6 +54,8 @@ impl Store {
             );
             CREATE INDEX IF NOT EXISTS attendance_class ON attendance(class_id);",
         )?;
+        // Whiteboard ops, polls and votes live in the same file.
+        crate::classboard::store::migrate(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })

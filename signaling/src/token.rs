@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 pub enum TokenRole {
     Teacher,
     Classroom,
+    /// The pupil voting link: vote only, no media.
+    Pupil,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

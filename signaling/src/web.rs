@@ -9,10 +9,13 @@ use axum::response::{IntoResponse, Response};
 #[allow_missing = true]
 struct Assets;
 
-/// Serve a file of the client; pages (`/`, `/teach/…`, `/join/…`) all load the one `index.html`.
+/// Serve a file of the client; pages (`/`, `/teach/…`, `/join/…`, `/vote/…`) all load the one `index.html`.
 pub fn asset(path: &str) -> Response {
     let path = path.trim_start_matches('/');
-    let is_page = path.is_empty() || path.starts_with("teach/") || path.starts_with("join/");
+    let is_page = path.is_empty()
+        || path.starts_with("teach/")
+        || path.starts_with("join/")
+        || path.starts_with("vote/");
     let path = if is_page { "index.html" } else { path };
     match Assets::get(path) {
         Some(file) => {

@@ -164,7 +164,10 @@ async fn handle(
                 "connection has no outbox",
             ));
         };
-        *seat = Some(hub.join(&token, &name, resume.as_deref(), outbox).await?);
+        *seat = Some(
+            hub.join(&token, &name, resume.as_deref(), outbox, false)
+                .await?,
+        );
         *own_outbox = None;
         return Ok(None);
     }
@@ -174,6 +177,17 @@ async fn handle(
             "send `join` with a token first",
         ));
     };
+    // A pupil's device votes, and that is all it does.
+    if !matches!(
+        message,
+        ClientMessage::PollVote { .. } | ClientMessage::Ping | ClientMessage::Leave
+    ) && hub.is_pupil(seat)
+    {
+        return Err(HubError::new(
+            ErrorCode::Forbidden,
+            "a pupil voting link can only vote",
+        ));
+    }
     let negotiation =
         |err: tandem_sfu::SfuError| HubError::new(ErrorCode::NegotiationFailed, err.to_string());
     match message {
@@ -226,5 +240,15 @@ async fn handle(
         ClientMessage::EndClass => hub.end_class(seat).map(|()| None),
         ClientMessage::Ping => Ok(Some(ServerMessage::Pong)),
         ClientMessage::Leave => Ok(None),
+        ClientMessage::BoardOp { op } => hub.board_op(seat, op).map(|()| None),
+        ClientMessage::BoardSync { since_seq } => hub.board_sync(seat, since_seq).map(|()| None),
+        ClientMessage::Laser { page, point } => hub.laser(seat, Some((page, point))).map(|()| None),
+        ClientMessage::LaserOff => hub.laser(seat, None).map(|()| None),
+        ClientMessage::PollStart { spec } => hub.poll_start(seat, spec).map(|()| None),
+        ClientMessage::PollVote { poll_id, choices } => {
+            hub.poll_vote(seat, poll_id, &choices).map(|()| None)
+        }
+        ClientMessage::PollClose { poll_id } => hub.poll_close(seat, poll_id).map(|()| None),
+        ClientMessage::PollPublish { poll_id } => hub.poll_publish(seat, poll_id).map(|()| None),
     }
 }

@@ -1,0 +1,386 @@
+//! The shared whiteboard, polls and the class report, as hub operations.
+//!
+//! The rule for everything that changes: **write, then tell.** Under the class lock an op is
+//! prepared (checked, normalised, numbered), written to SQLite, committed to the in-memory board,
+//! and only then broadcast; the broadcast is the author's acknowledgement. A refused op goes back
+//! to its sender as an `error` and nobody else's board changes. Polls and votes work the same way.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tandem_sfu::ClassroomId;
+
+use super::{Hub, HubError, Seat, unix_now};
+use crate::class::Class;
+use crate::classboard::board::{
+    Author, BoardError, BoardOp, COORD_LIMIT, Catchup, Point, board_svg,
+};
+use crate::classboard::poll::{Poll, PollError, PollSpec, PollState};
+use crate::classboard::report::{AttendanceRow, ClassReport};
+use crate::classboard::store::{BoardStore, PollStore, StoreError};
+use crate::protocol::{ErrorCode, ServerMessage};
+use crate::token::TokenRole;
+
+/// How often poll timers are checked.
+const POLL_TICK: Duration = Duration::from_secs(1);
+
+pub(super) fn store_error(err: StoreError) -> HubError {
+    tracing::error!(%err, "board or poll records");
+    HubError::new(
+        ErrorCode::Internal,
+        "the class records could not be written or read",
+    )
+}
+
+fn board_error(err: BoardError) -> HubError {
+    let code = match &err {
+        BoardError::Forbidden(_) => ErrorCode::Forbidden,
+        BoardError::LimitPoints { .. }
+        | BoardError::LimitObjects { .. }
+        | BoardError::LimitPages { .. } => ErrorCode::LimitExceeded,
+        BoardError::RateLimited => ErrorCode::RateLimited,
+        BoardError::NotFound(_) => ErrorCode::NotFound,
+        BoardError::Invalid(_) | BoardError::OutOfOrder { .. } => ErrorCode::Invalid,
+    };
+    HubError::new(code, err.to_string())
+}
+
+fn poll_error(err: PollError) -> HubError {
+    let code = match &err {
+        PollError::Forbidden(_) => ErrorCode::Forbidden,
+        PollError::NotFound(_) => ErrorCode::NotFound,
+        PollError::Closed => ErrorCode::PollClosed,
+        PollError::Invalid(_) => ErrorCode::Invalid,
+        PollError::AlreadyOpen(_) => ErrorCode::PollAlreadyOpen,
+        PollError::LimitPolls { .. } => ErrorCode::LimitExceeded,
+    };
+    HubError::new(code, err.to_string())
+}
+
+/// Who acts in a poll: the teacher, or anybody else (whom the engine refuses teacher actions).
+fn actor(class: &Class, id: &ClassroomId) -> Author {
+    class
+        .author(id)
+        .unwrap_or_else(|| Author::classroom(id.as_str()))
+}
+
+fn counts_message(class: &Class, poll_id: u64) -> Option<ServerMessage> {
+    let results = class.polls.results(poll_id).ok()?;
+    Some(ServerMessage::PollCounts {
+        poll_id,
+        counts: results.counts,
+        voters_total: results.voters_total,
+    })
+}
+
+/// What a (re)joining participant needs to know about polls: every poll (oldest first), the
+/// published results, its own vote in the open poll, and (the teacher) the counts so far.
+pub(super) fn poll_news(class: &Class, id: &ClassroomId) -> Vec<ServerMessage> {
+    let is_teacher = class.is_teacher(id);
+    let mut news = Vec::new();
+    for poll in class.polls.all() {
+        news.push(ServerMessage::Poll { poll: poll.clone() });
+        if poll.state == PollState::Published
+            && let Ok(results) = class.polls.results(poll.poll_id)
+        {
+            news.push(ServerMessage::PollResult { results });
+        }
+        if poll.state == PollState::Open
+            && let Some(vote) = class.polls.vote_of(poll.poll_id, id.as_str())
+        {
+            news.push(ServerMessage::PollVoted {
+                poll_id: poll.poll_id,
+                choices: vote.choices.clone(),
+            });
+        }
+        if is_teacher
+            && poll.state != PollState::Published
+            && let Some(counts) = counts_message(class, poll.poll_id)
+        {
+            news.push(counts);
+        }
+    }
+    news
+}
+
+impl Hub {
+    /// Whether `seat` is a pupil's vote-only seat.
+    pub fn is_pupil(&self, seat: &Seat) -> bool {
+        self.class_of(seat)
+            .map(|c| c.lock().is_pupil(&seat.classroom_id))
+            .unwrap_or(false)
+    }
+
+    /// A board op: check, store, commit, broadcast to every classroom (the author included).
+    pub fn board_op(&self, seat: &Seat, op: BoardOp) -> Result<(), HubError> {
+        let class_arc = self.class_of(seat)?;
+        let mut class = class_arc.lock();
+        let author = class.author(&seat.classroom_id).ok_or_else(|| {
+            HubError::new(ErrorCode::Forbidden, "only classrooms draw on the board")
+        })?;
+        let prepared = class
+            .board
+            .prepare(&author, op, Instant::now())
+            .map_err(board_error)?;
+        self.store
+            .with_conn(|conn| {
+                BoardStore::append_op(conn, seat.class_id.as_str(), prepared.applied())
+            })
+            .map_err(store_error)?;
+        let applied = class.board.commit(prepared).map_err(board_error)?;
+        class.broadcast(&ServerMessage::BoardOp { applied });
+        Ok(())
+    }
+
+    /// Catch-up for a classroom that has seen the board up to `since_seq` (a snapshot without
+    /// it). Sent through the outbox, so it cannot overtake an op broadcast before it.
+    pub fn board_sync(&self, seat: &Seat, since_seq: Option<u64>) -> Result<(), HubError> {
+        let class_arc = self.class_of(seat)?;
+        let mut class = class_arc.lock();
+        if class.author(&seat.classroom_id).is_none() {
+            return Err(HubError::new(
+                ErrorCode::Forbidden,
+                "only classrooms see the board",
+            ));
+        }
+        let catchup = match since_seq {
+            Some(since) => class.board.ops_since(since),
+            None => Catchup::Snapshot {
+                snapshot: class.board.snapshot(),
+            },
+        };
+        class.send_to(&seat.classroom_id, ServerMessage::BoardCatchup { catchup });
+        Ok(())
+    }
+
+    /// The laser pointer moves (`Some`) or is switched off: shown live to the other classrooms,
+    /// never stored. Whoever may draw may point.
+    pub fn laser(&self, seat: &Seat, at: Option<(u32, Point)>) -> Result<(), HubError> {
+        let class_arc = self.class_of(seat)?;
+        let mut class = class_arc.lock();
+        let may_point = class
+            .author(&seat.classroom_id)
+            .is_some_and(|a| class.board.may_draw(&a));
+        if !may_point {
+            return Err(HubError::new(
+                ErrorCode::Forbidden,
+                "the teacher has not allowed drawing",
+            ));
+        }
+        let message = match at {
+            Some((page, point)) => {
+                if page as usize >= class.board.state().pages.len() {
+                    return Err(HubError::new(ErrorCode::NotFound, "no such page"));
+                }
+                let ok = |v: f64| v.is_finite() && v.abs() <= COORD_LIMIT;
+                if !ok(point.0) || !ok(point.1) {
+                    return Err(HubError::new(
+                        ErrorCode::Invalid,
+                        format!("a point must be within ±{COORD_LIMIT}"),
+                    ));
+                }
+                ServerMessage::Laser {
+                    classroom_id: seat.classroom_id.clone(),
+                    page,
+                    point,
+                }
+            }
+            None => ServerMessage::LaserOff {
+                classroom_id: seat.classroom_id.clone(),
+            },
+        };
+        class.broadcast_except(&seat.classroom_id, &message);
+        Ok(())
+    }
+
+    /// Store a changed poll; if that fails, go back to what is on record.
+    fn save_poll(&self, class: &mut Class, poll: &Poll) -> Result<(), HubError> {
+        let class_id = class.record.class_id.clone();
+        let saved = self
+            .store
+            .with_conn(|conn| PollStore::save_poll(conn, &class_id, poll));
+        if let Err(err) = saved {
+            let limits = self.config.poll_limits();
+            match self
+                .store
+                .with_conn(|conn| PollStore::load_polls(conn, &class_id, limits))
+            {
+                Ok(polls) => class.polls = polls,
+                Err(err) => tracing::error!(%err, class = %class_id, "polls not reloaded"),
+            }
+            return Err(store_error(err));
+        }
+        Ok(())
+    }
+
+    /// Announce a poll's new state to everyone and its counts to the teacher.
+    fn announce_poll(class: &mut Class, poll: Poll) {
+        let counts = counts_message(class, poll.poll_id);
+        class.broadcast_everyone(&ServerMessage::Poll { poll });
+        if let Some(counts) = counts {
+            class.send_to_teachers(&counts);
+        }
+    }
+
+    pub fn poll_start(&self, seat: &Seat, spec: PollSpec) -> Result<(), HubError> {
+        let class_arc = self.class_of(seat)?;
+        let mut class = class_arc.lock();
+        let teacher = actor(&class, &seat.classroom_id);
+        let poll = class
+            .polls
+            .start(&teacher, spec, SystemTime::now())
+            .map_err(poll_error)?;
+        self.save_poll(&mut class, &poll)?;
+        tracing::info!(class = %seat.class_id, poll = poll.poll_id, "poll started");
+        Self::announce_poll(&mut class, poll);
+        Ok(())
+    }
+
+    /// A classroom or a pupil votes (or changes its vote) while the poll is open.
+    pub fn poll_vote(&self, seat: &Seat, poll_id: u64, choices: &[u32]) -> Result<(), HubError> {
+        let class_arc = self.class_of(seat)?;
+        let mut class = class_arc.lock();
+        let voter = class.voter(&seat.classroom_id).ok_or_else(|| {
+            HubError::new(
+                ErrorCode::Forbidden,
+                "the teacher asks; classrooms and pupils vote",
+            )
+        })?;
+        let vote = class
+            .polls
+            .prepare_vote(&voter, poll_id, choices, SystemTime::now())
+            .map_err(poll_error)?;
+        let class_id = class.record.class_id.clone();
+        self.store
+            .with_conn(|conn| PollStore::save_vote(conn, &class_id, &vote))
+            .map_err(store_error)?;
+        let voted = ServerMessage::PollVoted {
+            poll_id,
+            choices: vote.choices.clone(),
+        };
+        class.polls.commit_vote(vote);
+        class.send_to(&seat.classroom_id, voted);
+        if let Some(counts) = counts_message(&class, poll_id) {
+            class.send_to_teachers(&counts);
+        }
+        Ok(())
+    }
+
+    pub fn poll_close(&self, seat: &Seat, poll_id: u64) -> Result<(), HubError> {
+        let class_arc = self.class_of(seat)?;
+        let mut class = class_arc.lock();
+        let teacher = actor(&class, &seat.classroom_id);
+        let poll = class.polls.close(&teacher, poll_id).map_err(poll_error)?;
+        self.save_poll(&mut class, &poll)?;
+        Self::announce_poll(&mut class, poll);
+        Ok(())
+    }
+
+    /// The teacher shows the result on every screen (closing the poll if it is still open).
+    pub fn poll_publish(&self, seat: &Seat, poll_id: u64) -> Result<(), HubError> {
+        let class_arc = self.class_of(seat)?;
+        let mut class = class_arc.lock();
+        let teacher = actor(&class, &seat.classroom_id);
+        let results = class.polls.publish(&teacher, poll_id).map_err(poll_error)?;
+        self.save_poll(&mut class, &results.poll)?;
+        class.broadcast_everyone(&ServerMessage::Poll {
+            poll: results.poll.clone(),
+        });
+        class.broadcast_everyone(&ServerMessage::PollResult { results });
+        Ok(())
+    }
+
+    /// Close the polls whose timer ran out, in every live class.
+    pub fn tick_polls(&self, now: SystemTime) {
+        let classes: Vec<_> = self.classes.iter().map(|c| c.value().clone()).collect();
+        for class_arc in classes {
+            let mut class = class_arc.lock();
+            for poll in class.polls.tick(now) {
+                if self.save_poll(&mut class, &poll).is_err() {
+                    continue;
+                }
+                tracing::info!(class = %class.record.class_id, poll = poll.poll_id, "poll timer ran out");
+                Self::announce_poll(&mut class, poll);
+            }
+        }
+    }
+
+    /// Check poll timers about once a second for as long as the hub lives.
+    pub fn spawn_poll_timer(self: &Arc<Self>) {
+        let hub: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(POLL_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(hub) = hub.upgrade() else { break };
+                hub.tick_polls(SystemTime::now());
+            }
+        });
+    }
+
+    /// The class report for the teacher, during or after the class: attendance, every poll with
+    /// its results, and the board pages as SVG. Read from the records, so it is the same after a
+    /// restart or after the class ended.
+    pub fn report(
+        &self,
+        class_id: &str,
+        token: &str,
+        utc_offset_minutes: i32,
+    ) -> Result<ClassReport, HubError> {
+        let record = self
+            .store
+            .class(class_id)?
+            .ok_or_else(|| HubError::new(ErrorCode::NotFound, "no such class"))?;
+        let claims = self.tokens.verify(token, class_id, unix_now())?;
+        if claims.role != TokenRole::Teacher {
+            return Err(HubError::new(
+                ErrorCode::Forbidden,
+                "the class report is for the teacher",
+            ));
+        }
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        let attendance = self
+            .store
+            .attendance(class_id)?
+            .into_iter()
+            .map(|a| AttendanceRow {
+                classroom_id: a.classroom_id,
+                name: a.name,
+                role: a.role,
+                joined_at: at(a.joined_at),
+                left_at: a.left_at.map(at),
+            })
+            .collect();
+        let board_limits = self.config.board_limits();
+        let poll_limits = self.config.poll_limits();
+        let (board, polls) = self
+            .store
+            .with_conn(|conn| {
+                Ok::<_, StoreError>((
+                    BoardStore::load_board(conn, class_id, board_limits)?,
+                    PollStore::load_polls(conn, class_id, poll_limits)?,
+                ))
+            })
+            .map_err(store_error)?;
+        let snapshot = board.snapshot();
+        let board_pages = (0..snapshot.pages.len() as u32)
+            .map(|page| board_svg(&snapshot, page))
+            .collect();
+        let polls = polls
+            .all()
+            .filter_map(|p| polls.results(p.poll_id).ok())
+            .collect();
+        Ok(ClassReport {
+            class_id: record.class_id,
+            title: record.title,
+            teacher_name: record.teacher_name,
+            started_at: at(record.created_at),
+            ended_at: record.ended_at.map_or_else(SystemTime::now, at),
+            utc_offset_minutes,
+            attendance,
+            polls,
+            board_pages,
+        })
+    }
+}

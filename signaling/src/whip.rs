@@ -1,0 +1,436 @@
+//! WHIP (RFC 9725) ingest and WHEP playback: standard encoders and players in a class, HTTP + SDP only.
+//!
+//! A WHIP session is a classroom that only publishes (OBS as the master classroom's camera, say); a
+//! WHEP session is a viewer that receives the master classroom's audio and video (a hall display).
+//! Both are ordinary participants of the class, seated through the same [`Hub::join`] as a browser,
+//! so the forwarding policy treats them like everyone else.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use dashmap::DashMap;
+use rand::distr::{Alphanumeric, SampleString};
+use tandem_sfu::{IceCandidateInit, Leg, SfuError, Source};
+use tokio::sync::mpsc;
+
+use crate::http::AppState;
+use crate::hub::{Hub, HubError, Seat, unix_now};
+use crate::protocol::{ErrorCode, ServerMessage};
+use crate::token::TokenError;
+
+const SDP: &str = "application/sdp";
+const TRICKLE: &str = "application/trickle-ice-sdpfrag";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// WHIP: the client publishes.
+    Ingest,
+    /// WHEP: the client receives.
+    Playback,
+}
+
+impl Direction {
+    fn path(self) -> &'static str {
+        match self {
+            Direction::Ingest => "whip",
+            Direction::Playback => "whep",
+        }
+    }
+
+    fn leg(self) -> Leg {
+        match self {
+            Direction::Ingest => Leg::Publish,
+            Direction::Playback => Leg::Subscribe,
+        }
+    }
+}
+
+struct Session {
+    seat: Seat,
+    direction: Direction,
+    /// The client's ICE ufrag, as its ETag: a PATCH with another one is an ICE restart.
+    ice_ufrag: String,
+}
+
+/// Live WHIP/WHEP sessions, by the id in their `Location`.
+#[derive(Default)]
+pub struct Sessions(DashMap<String, Session>);
+
+/// An HTTP error in the shape every Tandem API error has.
+struct WhipError(StatusCode, ErrorCode, String);
+
+impl IntoResponse for WhipError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.1, "message": self.2}});
+        (self.0, axum::Json(body)).into_response()
+    }
+}
+
+impl From<HubError> for WhipError {
+    fn from(err: HubError) -> Self {
+        let status = match err.code {
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::ClassEnded => StatusCode::GONE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        WhipError(status, err.code, err.message)
+    }
+}
+
+fn sdp_error(err: SfuError) -> WhipError {
+    match err {
+        SfuError::NothingToView => WhipError(
+            StatusCode::CONFLICT,
+            ErrorCode::NotFound,
+            "the master classroom is not publishing yet; try again when the lesson has started"
+                .into(),
+        ),
+        SfuError::Stopped => WhipError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal,
+            err.to_string(),
+        ),
+        other => WhipError(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::NegotiationFailed,
+            format!("the SDP offer cannot be used: {other}"),
+        ),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, WhipError> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            WhipError(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                "send `Authorization: Bearer <token>` with a teacher or invite token".into(),
+            )
+        })
+}
+
+fn require_content_type(headers: &HeaderMap, want: &str) -> Result<(), WhipError> {
+    let got = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if got.split(';').next().map(str::trim) == Some(want) {
+        Ok(())
+    } else {
+        Err(WhipError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::BadMessage,
+            format!("expected Content-Type: {want}"),
+        ))
+    }
+}
+
+/// The value of the first `a=<name>:` line of an SDP (or SDP fragment).
+fn attribute<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {
+    sdp.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("a=")?
+                .strip_prefix(name)?
+                .strip_prefix(':')
+        })
+        .map(str::trim)
+}
+
+/// Check the class and token the way RFC 9725 wants the answers: 404, 401, 403.
+fn authorise(hub: &Hub, class_id: &str, token: &str) -> Result<(), WhipError> {
+    hub.class_for_token(class_id, token)
+        .map(|_| ())
+        .map_err(|err| {
+            if err.code == ErrorCode::Unauthorized
+                && hub.tokens.verify(token, class_id, unix_now()) == Err(TokenError::OtherClass)
+            {
+                WhipError(
+                    StatusCode::FORBIDDEN,
+                    ErrorCode::Forbidden,
+                    "the token is for another class".into(),
+                )
+            } else {
+                err.into()
+            }
+        })
+}
+
+async fn create(
+    state: AppState,
+    direction: Direction,
+    class_id: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, WhipError> {
+    let hub = &state.hub;
+    forget_ended(&state.sessions, hub);
+    let token = bearer(&headers)?;
+    authorise(hub, &class_id, token)?;
+    require_content_type(&headers, SDP)?;
+    let offer = String::from_utf8(body.to_vec()).map_err(|_| {
+        WhipError(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadMessage,
+            "the offer is not UTF-8".into(),
+        )
+    })?;
+    if !offer.trim_start().starts_with("v=0") {
+        return Err(WhipError(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadMessage,
+            "the body is not an SDP offer".into(),
+        ));
+    }
+    let ice_ufrag = attribute(&offer, "ice-ufrag")
+        .unwrap_or_default()
+        .to_owned();
+
+    // The session's participant has no WebSocket: its class messages are read and dropped.
+    let (outbox, mut discard) = mpsc::channel::<ServerMessage>(hub.config.ws_outbox);
+    tokio::spawn(async move { while discard.recv().await.is_some() {} });
+    let name = match direction {
+        Direction::Ingest => "WHIP encoder",
+        Direction::Playback => "WHEP viewer",
+    };
+    let seat = hub
+        .join(token, name, None, outbox, direction == Direction::Playback)
+        .await?;
+
+    let answered = match direction {
+        Direction::Ingest => {
+            let sources = declared_sources(&offer);
+            hub.sfu
+                .publish_offer(seat.classroom_id.clone(), offer, sources)
+                .await
+        }
+        Direction::Playback => hub.sfu.view_offer(seat.classroom_id.clone(), offer).await,
+    };
+    let answer = match answered {
+        Ok(answer) => answer,
+        Err(err) => {
+            // The class goes on without the failed session.
+            hub.leave(&seat);
+            return Err(sdp_error(err));
+        }
+    };
+
+    let id = Alphanumeric.sample_string(&mut rand::rng(), 20);
+    let location = format!("/{}/{class_id}/{id}", direction.path());
+    tracing::info!(class = %class_id, classroom = %seat.classroom_id, ?direction, "WHIP/WHEP session opened");
+    state.sessions.0.insert(
+        id,
+        Session {
+            seat,
+            direction,
+            ice_ufrag: ice_ufrag.clone(),
+        },
+    );
+    let mut response = (StatusCode::CREATED, answer).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SDP));
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{ice_ufrag}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    Ok(response)
+}
+
+/// A WHIP publisher's tracks: camera and microphone by kind (encoders send one of each).
+fn declared_sources(offer: &str) -> Vec<(String, Source)> {
+    let mut sources = Vec::new();
+    let mut kind = "";
+    for line in offer.lines() {
+        if let Some(media) = line.strip_prefix("m=") {
+            kind = media.split(' ').next().unwrap_or("");
+        } else if let Some(msid) = line.trim().strip_prefix("a=msid:") {
+            if let Some(track) = msid.split_whitespace().nth(1) {
+                let source = if kind == "audio" {
+                    Source::Microphone
+                } else {
+                    Source::Camera
+                };
+                sources.push((track.to_owned(), source));
+            }
+        }
+    }
+    sources
+}
+
+async fn end(
+    state: AppState,
+    direction: Direction,
+    id: String,
+    headers: HeaderMap,
+) -> Result<Response, WhipError> {
+    let session = find(&state, direction, &id, &headers)?;
+    drop(session);
+    if let Some((_, session)) = state.sessions.0.remove(&id) {
+        state.hub.leave(&session.seat);
+        tracing::info!(classroom = %session.seat.classroom_id, "WHIP/WHEP session ended");
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+/// The session for `id`, if the caller holds a token of its class.
+fn find<'a>(
+    state: &'a AppState,
+    direction: Direction,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<dashmap::mapref::one::Ref<'a, String, Session>, WhipError> {
+    let token = bearer(headers)?;
+    let session = state
+        .sessions
+        .0
+        .get(id)
+        .filter(|s| s.direction == direction)
+        .ok_or_else(|| {
+            WhipError(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such session".into(),
+            )
+        })?;
+    authorise(&state.hub, session.seat.class_id.as_str(), token)?;
+    Ok(session)
+}
+
+/// Trickle ICE (RFC 9725 §4.3.1). An ICE restart is not offered: an ICE-lite server on one port
+/// keeps its candidate, and a client that lost its path starts a new session instead (422).
+async fn patch(
+    state: AppState,
+    direction: Direction,
+    id: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, WhipError> {
+    let session = find(&state, direction, &id, &headers)?;
+    require_content_type(&headers, TRICKLE)?;
+    let etag = format!("\"{}\"", session.ice_ufrag);
+    if let Some(if_match) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
+        && if_match != "*"
+        && if_match != etag
+    {
+        return Err(WhipError(
+            StatusCode::PRECONDITION_FAILED,
+            ErrorCode::BadMessage,
+            "If-Match does not name this ICE session".into(),
+        ));
+    }
+    let fragment = String::from_utf8_lossy(&body).into_owned();
+    if let Some(ufrag) = attribute(&fragment, "ice-ufrag")
+        && ufrag != session.ice_ufrag
+    {
+        return Err(WhipError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::NegotiationFailed,
+            "ICE restarts are not supported; start a new session".into(),
+        ));
+    }
+    let mut mid = None;
+    let mut candidates = Vec::new();
+    for line in fragment.lines().map(str::trim) {
+        if let Some(m) = line.strip_prefix("a=mid:") {
+            mid = Some(m.to_owned());
+        } else if let Some(c) = line.strip_prefix("a=")
+            && c.starts_with("candidate:")
+        {
+            candidates.push(IceCandidateInit {
+                candidate: c.to_owned(),
+                sdp_mid: mid.clone(),
+                ..Default::default()
+            });
+        }
+    }
+    let classroom = session.seat.classroom_id.clone();
+    drop(session);
+    for candidate in candidates {
+        state
+            .hub
+            .sfu
+            .add_remote_candidate(classroom.clone(), direction.leg(), candidate)
+            .await
+            .map_err(sdp_error)?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn whip_create(
+    State(state): State<AppState>,
+    Path(class_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    create(state, Direction::Ingest, class_id, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn whep_create(
+    State(state): State<AppState>,
+    Path(class_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    create(state, Direction::Playback, class_id, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn whip_delete(
+    State(state): State<AppState>,
+    Path((_class_id, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    end(state, Direction::Ingest, id, headers)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn whep_delete(
+    State(state): State<AppState>,
+    Path((_class_id, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    end(state, Direction::Playback, id, headers)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn whip_patch(
+    State(state): State<AppState>,
+    Path((_class_id, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    patch(state, Direction::Ingest, id, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn whep_patch(
+    State(state): State<AppState>,
+    Path((_class_id, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    patch(state, Direction::Playback, id, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Sessions end with their class: forget the ones whose participant is gone.
+fn forget_ended(sessions: &Sessions, hub: &Hub) {
+    sessions.0.retain(|_, s| hub.is_seated(&s.seat));
+}

@@ -1,0 +1,244 @@
+//! WHIP ingest and WHEP playback with standard clients that speak only HTTP and SDP.
+
+mod common;
+
+use std::time::Duration;
+
+use tandem_loadtest::client::{
+    Classroom, HttpMediaSession, HttpOfferOutcome, PublishSpec, VideoSpec, decode_opus,
+    dominant_frequency, token_from_link,
+};
+use tandem_sfu::{MediaKind, Source};
+use tandem_signaling::protocol::ServerMessage;
+
+fn tone_and_video(hz: f32) -> PublishSpec {
+    PublishSpec {
+        tone_hz: Some(hz),
+        video: Some(VideoSpec {
+            fps: 15,
+            frame_bytes: 800,
+            keyframe_interval: Some(Duration::from_secs(2)),
+            source: Source::Camera,
+        }),
+    }
+}
+
+fn created(outcome: HttpOfferOutcome) -> HttpMediaSession {
+    match outcome {
+        HttpOfferOutcome::Created(session) => session,
+        HttpOfferOutcome::Refused(status, body) => panic!("refused {status}: {body}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encoder_publishes_by_whip_and_a_hall_display_watches_by_whep() {
+    let server = common::start().await;
+    let class = common::create_class(&server.base, "Assembly").await;
+    let teacher_token = token_from_link(&class.teacher_url).unwrap();
+    let invite_token = token_from_link(&class.invite_url).unwrap();
+
+    // A remote classroom in the browser protocol, to prove the WHIP camera is part of the class.
+    let classroom = Classroom::join(&server.base, &class.invite_url, "Hotan No. 3")
+        .await
+        .unwrap();
+
+    // OBS-style encoder as the master classroom's camera and microphone.
+    let encoder = created(
+        HttpMediaSession::publish(
+            &server.base,
+            &class.class_id,
+            &teacher_token,
+            tone_and_video(440.0),
+        )
+        .await
+        .expect("WHIP publish"),
+    );
+    assert!(
+        encoder
+            .location
+            .starts_with(&format!("/whip/{}/", class.class_id))
+    );
+    classroom
+        .wait_for(Duration::from_secs(5), |m| matches!(m, ServerMessage::TrackPublished { track } if track.kind == MediaKind::Audio))
+        .await
+        .expect("the classroom is told of the encoder's audio");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A hall display watches by WHEP with an invite token.
+    let display = created(
+        HttpMediaSession::view(&server.base, &class.class_id, &invite_token)
+            .await
+            .expect("WHEP view"),
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let hears = |tracks: Vec<tandem_loadtest::client::ReceivedTrack>| {
+        let audio = tracks
+            .into_iter()
+            .filter(|t| !t.opus.is_empty())
+            .max_by_key(|t| t.packets)?;
+        dominant_frequency(&decode_opus(audio.opus).ok()?, 200.0, 1200.0)
+    };
+    let encoder_id = classroom
+        .log()
+        .iter()
+        .find_map(|m| match m {
+            ServerMessage::TrackPublished { track } => Some(track.classroom_id.to_string()),
+            _ => None,
+        })
+        .unwrap();
+    let hz = hears(classroom.received_from(&encoder_id, MediaKind::Audio))
+        .expect("classroom hears the encoder");
+    assert!((hz - 440.0).abs() <= 10.0, "classroom hears {hz} Hz");
+    let hz =
+        hears(display.received().into_values().collect()).expect("the display hears the lesson");
+    assert!((hz - 440.0).abs() <= 10.0, "display hears {hz} Hz");
+    let video_frames: usize = display
+        .received()
+        .values()
+        .map(|t| t.frame_arrivals.len())
+        .sum();
+    assert!(
+        video_frames > 10,
+        "the display receives video frames ({video_frames})"
+    );
+
+    // DELETE ends each session and the class goes on.
+    assert_eq!(display.end(&server.base, &invite_token).await.unwrap(), 200);
+    assert_eq!(
+        encoder.end(&server.base, &teacher_token).await.unwrap(),
+        200
+    );
+    classroom
+        .wait_for(Duration::from_secs(5), |m| {
+            matches!(m, ServerMessage::TrackUnpublished { .. })
+        })
+        .await
+        .expect("the encoder's tracks end when its session is deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_and_whep_errors_follow_the_rfc_and_the_class_goes_on() {
+    let server = common::start().await;
+    let class = common::create_class(&server.base, "Physics").await;
+    let other = common::create_class(&server.base, "Chemistry").await;
+    let teacher_token = token_from_link(&class.teacher_url).unwrap();
+    let other_token = token_from_link(&other.teacher_url).unwrap();
+    let http = reqwest::Client::new();
+    let post = |path: String, token: Option<&str>, content_type: &str, body: &str| {
+        let mut request = http
+            .post(format!("{}{path}", server.base))
+            .header("content-type", content_type)
+            .body(body.to_owned());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
+    for kind in ["whip", "whep"] {
+        let path = format!("/{kind}/{}", class.class_id);
+        let status = |r: reqwest::Response| r.status().as_u16();
+        assert_eq!(
+            status(
+                post(path.clone(), None, "application/sdp", offer)
+                    .await
+                    .unwrap()
+            ),
+            401,
+            "{kind}: no token"
+        );
+        assert_eq!(
+            status(
+                post(path.clone(), Some("forged.token"), "application/sdp", offer)
+                    .await
+                    .unwrap()
+            ),
+            401,
+            "{kind}: forged"
+        );
+        assert_eq!(
+            status(
+                post(path.clone(), Some(&other_token), "application/sdp", offer)
+                    .await
+                    .unwrap()
+            ),
+            403,
+            "{kind}: other class"
+        );
+        assert_eq!(
+            status(
+                post(
+                    format!("/{kind}/c_nosuchclass"),
+                    Some(&teacher_token),
+                    "application/sdp",
+                    offer
+                )
+                .await
+                .unwrap()
+            ),
+            404,
+            "{kind}: unknown class"
+        );
+        assert_eq!(
+            status(
+                post(path.clone(), Some(&teacher_token), "text/plain", offer)
+                    .await
+                    .unwrap()
+            ),
+            415,
+            "{kind}: content type"
+        );
+        assert_eq!(
+            status(
+                post(
+                    path.clone(),
+                    Some(&teacher_token),
+                    "application/sdp",
+                    "hello"
+                )
+                .await
+                .unwrap()
+            ),
+            400,
+            "{kind}: not SDP"
+        );
+        assert_eq!(
+            status(
+                post(
+                    path.clone(),
+                    Some(&teacher_token),
+                    "application/sdp",
+                    "v=0\r\nm=garbage\r\n"
+                )
+                .await
+                .unwrap()
+            ),
+            400,
+            "{kind}: unusable SDP"
+        );
+    }
+    // A session that does not exist.
+    let status = http
+        .delete(format!("{}/whip/{}/nope", server.base, class.class_id))
+        .bearer_auth(&teacher_token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
+
+    // The class went on: failed sessions left nobody behind, and a classroom still joins.
+    let teacher = Classroom::join(&server.base, &class.teacher_url, "Ms Li")
+        .await
+        .unwrap();
+    let welcome = teacher.log().into_iter().next().unwrap();
+    let ServerMessage::Welcome { participants, .. } = welcome else {
+        panic!("welcome first")
+    };
+    assert_eq!(
+        participants.len(),
+        1,
+        "no failed WHIP/WHEP session left a participant"
+    );
+}
