@@ -225,6 +225,17 @@ async fn new_peer(
 impl Classroom {
     /// Open a teacher or invite link and join as `name`.
     pub async fn join(http_base: &str, link_or_token: &str, name: &str) -> anyhow::Result<Self> {
+        Self::rejoin(http_base, link_or_token, name, None).await
+    }
+
+    /// Join again after a dropped connection, asking for the old place back with `resume`
+    /// (the `session` of the earlier `welcome`).
+    pub async fn rejoin(
+        http_base: &str,
+        link_or_token: &str,
+        name: &str,
+        resume: Option<String>,
+    ) -> anyhow::Result<Self> {
         let token = token_from_link(link_or_token).unwrap_or_else(|_| link_or_token.to_owned());
         let (ws, _) = tokio_tungstenite::connect_async(ws_url(http_base))
             .await
@@ -265,7 +276,7 @@ impl Classroom {
             v: 1,
             token,
             name: name.to_owned(),
-            resume: None,
+            resume,
         };
         outgoing.send(Message::text(serde_json::to_string(&join)?))?;
         let welcome = tokio::time::timeout(Duration::from_secs(10), async {
