@@ -8,6 +8,8 @@ command -v cmake >/dev/null || need_apt+=(cmake)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 pkg-config --exists opus 2>/dev/null || need_apt+=(libopus-dev)
 if [ -d tests/browser ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
+# A CJK font, so the Chinese pages are readable in the screenshots the browser tests save.
+if [ -d tests/browser ] && ! fc-list 2>/dev/null | grep -qi "wenquanyi\|wqy"; then need_apt+=(fonts-wqy-microhei); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -1,0 +1,60 @@
+// The home page: "Start a class" (title, teacher name) → POST /api/classes → the teacher page.
+
+import { h, setText, clear } from './dom.js';
+import { createClass } from './api.js';
+import { announce } from './ui.js';
+
+const NAME_KEY = 'tandem.teacherName';
+
+export function renderHome(root) {
+  let savedName = '';
+  try { savedName = localStorage.getItem(NAME_KEY) || ''; } catch { /* private mode */ }
+  const title = h('input', { id: 'class-title', name: 'title', required: true, maxlength: '200', autocomplete: 'off', testid: 'class-title' });
+  const name = h('input', { id: 'teacher-name', name: 'teacher_name', required: true, maxlength: '200', autocomplete: 'name', testid: 'teacher-name', value: savedName });
+  const error = h('p', { class: 'form-error', role: 'alert', testid: 'form-error', hidden: true });
+  const submit = h('button', { type: 'submit', class: 'primary', i18n: 'home.start', testid: 'start-class' });
+
+  const form = h('form', { class: 'card start-form', testid: 'start-form', novalidate: true },
+    h('h1', { i18n: 'home.heading' }),
+    h('p', { class: 'lead', i18n: 'home.intro' }),
+    h('div', { class: 'field' }, h('label', { for: 'class-title', i18n: 'home.titleLabel' }), title,
+      h('p', { class: 'hint', id: 'class-title-hint', i18n: 'home.titleHint' })),
+    h('div', { class: 'field' }, h('label', { for: 'teacher-name', i18n: 'home.nameLabel' }), name),
+    error,
+    submit);
+  title.setAttribute('aria-describedby', 'class-title-hint');
+
+  function showError(key) {
+    setText(error, key);
+    error.hidden = false;
+  }
+
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    error.hidden = true;
+    const titleValue = title.value.trim();
+    const nameValue = name.value.trim();
+    if (!titleValue) { showError('home.error.titleMissing'); title.focus(); return; }
+    if (!nameValue) { showError('home.error.nameMissing'); name.focus(); return; }
+    submit.disabled = true;
+    setText(submit, 'home.starting');
+    announce('home.starting');
+    try {
+      const created = await createClass({ title: titleValue, teacherName: nameValue });
+      try {
+        localStorage.setItem(NAME_KEY, nameValue);
+        // The teacher page shows the invite link; the server hands it out only here.
+        localStorage.setItem(`tandem.invite.${created.class_id}`, created.invite_url);
+      } catch { /* private mode: the teacher page says the link is unavailable */ }
+      location.assign(created.teacher_url);
+    } catch (err) {
+      showError(`home.error.${err.kind || 'server'}`);
+      submit.disabled = false;
+      setText(submit, 'home.start');
+    }
+  });
+
+  clear(root);
+  root.append(form);
+  title.focus();
+}

@@ -1,0 +1,162 @@
+// RtcSession against a fake RTCPeerConnection: the publish leg offers once at a time and declares
+// its tracks by msid, the subscribe leg answers and maps mids to published tracks, ICE trickles.
+import { test, beforeEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { RtcSession } from '../js/rtc.js';
+
+globalThis.MediaStream ??= class { constructor(tracks = []) { this.tracks = tracks; this.id = 'stream-x'; } };
+
+class FakePC {
+  static all = [];
+  constructor(config) {
+    Object.assign(this, { config, transceivers: [], localDescription: null, remoteDescription: null,
+      signalingState: 'stable', connectionState: 'new', added: [], stats: [] });
+    FakePC.all.push(this);
+  }
+  addTransceiver(track, init) {
+    const tr = {
+      mid: null, direction: init.direction, stopped: false,
+      sender: { track, async replaceTrack(t) { this.track = t; } },
+      receiver: { track: null },
+      msid: track.id,
+      stop() { this.stopped = true; },
+    };
+    this.transceivers.push(tr);
+    return tr;
+  }
+  getTransceivers() { return this.transceivers; }
+  sdp() {
+    return 'v=0\r\n' + this.transceivers.map((t) => `m=${t.sender?.track?.kind || 'video'} 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:${t.mid}\r\na=${t.direction}\r\n`
+      + (t.direction === 'sendonly' && t.msid ? `a=msid:stream-x ${t.msid}\r\n` : '')).join('');
+  }
+  async createOffer() { return { type: 'offer' }; }
+  async createAnswer() { return { type: 'answer' }; }
+  async setLocalDescription(desc) {
+    if (desc.type === 'rollback') { this.signalingState = 'stable'; this.localDescription = null; return; }
+    this.transceivers.forEach((t, i) => { if (t.mid == null) t.mid = String(i); });
+    this.localDescription = { type: desc.type, sdp: desc.type === 'answer' ? `answer ${this.transceivers.map((t) => `${t.mid}:${t.direction}`).join(' ')}` : this.sdp() };
+    this.signalingState = desc.type === 'offer' ? 'have-local-offer' : 'stable';
+  }
+  async setRemoteDescription(desc) {
+    if (desc.type === 'answer') {
+      if (this.signalingState !== 'have-local-offer') throw new Error('InvalidStateError');
+      this.signalingState = 'stable';
+    } else {
+      for (const [, kind, mid] of desc.sdp.matchAll(/m=(\w+)[^\n]*\n[^]*?a=mid:(\S+)/g)) {
+        if (!this.transceivers.some((t) => t.mid === mid)) {
+          this.transceivers.push({ mid, direction: 'recvonly', stopped: false, receiver: { track: { id: `recv-${mid}`, kind } } });
+        }
+      }
+      this.signalingState = 'have-remote-offer';
+    }
+    this.remoteDescription = desc;
+  }
+  async addIceCandidate(c) { this.added.push(c); }
+  async getStats() { return new Map(this.stats.map((s, i) => [String(i), s])); }
+  close() { this.closed = true; }
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+let sent;
+let rtc;
+beforeEach(() => {
+  FakePC.all = [];
+  sent = [];
+  rtc = new RtcSession({ send: (m) => sent.push(m), RTCPeerConnectionImpl: FakePC });
+});
+
+const mic = { id: 'mic-1', kind: 'audio' };
+const cam = { id: 'cam-1', kind: 'video' };
+const screen = { id: 'screen-1', kind: 'video' };
+const stream = new MediaStream([mic, cam]);
+const pub = () => FakePC.all[1];
+const sub = () => FakePC.all[0];
+
+test('publishing offers sendonly tracks, declared by their msid, with their source', async () => {
+  await rtc.publish([{ source: 'microphone', track: mic, stream }, { source: 'camera', track: cam, stream }]);
+  assert.equal(sent.length, 1);
+  assert.equal(sent[0].type, 'publish_offer');
+  assert.deepEqual(sent[0].tracks, [{ track_id: 'mic-1', source: 'microphone' }, { track_id: 'cam-1', source: 'camera' }]);
+  assert.ok(pub().transceivers.every((t) => t.direction === 'sendonly'));
+  assert.equal(pub().config.bundlePolicy, 'max-bundle');
+});
+
+test('a second negotiation waits for the answer to the first, then screen share is offered', async () => {
+  await rtc.publish([{ source: 'camera', track: cam, stream }]);
+  await rtc.startScreen(screen);
+  assert.equal(sent.filter((m) => m.type === 'publish_offer').length, 1, 'no second offer before the answer');
+  await rtc.handlePublishAnswer('v=0 answer');
+  await tick();
+  const offers = sent.filter((m) => m.type === 'publish_offer');
+  assert.equal(offers.length, 2);
+  assert.deepEqual(offers[1].tracks, [{ track_id: 'cam-1', source: 'camera' }, { track_id: 'screen-1', source: 'screen' }]);
+  await rtc.handlePublishAnswer('v=0 answer');
+  await rtc.stopScreen();
+  const last = sent.filter((m) => m.type === 'publish_offer').at(-1);
+  assert.deepEqual(last.tracks, [{ track_id: 'cam-1', source: 'camera' }], 'the stopped share is no longer declared');
+  assert.equal(pub().transceivers[1].direction, 'inactive');
+});
+
+test('a refused offer is rolled back so the next one can go out', async () => {
+  await rtc.publish([{ source: 'camera', track: cam, stream }]);
+  await rtc.publishRejected();
+  assert.equal(pub().signalingState, 'stable');
+  await rtc.negotiatePublish();
+  assert.equal(sent.filter((m) => m.type === 'publish_offer').length, 2);
+});
+
+test('ICE candidates trickle out with their leg, and early remote ones wait for the description', async () => {
+  await rtc.publish([{ source: 'camera', track: cam, stream }]);
+  pub().onicecandidate({ candidate: { candidate: 'candidate:1 1 udp 1 127.0.0.1 5000 typ host', sdpMid: '0', sdpMLineIndex: 0 } });
+  sub().onicecandidate({ candidate: null });
+  assert.deepEqual(sent.at(-1), { type: 'ice_candidate', target: 'publish',
+    candidate: { candidate: 'candidate:1 1 udp 1 127.0.0.1 5000 typ host', sdpMid: '0', sdpMLineIndex: 0 } });
+  await rtc.addRemoteCandidate('publish', { candidate: 'candidate:srv', sdpMid: '0' });
+  assert.equal(pub().added.length, 0, 'held until the answer');
+  await rtc.handlePublishAnswer('v=0');
+  assert.deepEqual(pub().added, [{ candidate: 'candidate:srv', sdpMid: '0' }]);
+});
+
+const teacherCam = { track_id: 't1', classroom_id: 'r_1', kind: 'video', source: 'camera' };
+const teacherMic = { track_id: 't2', classroom_id: 'r_1', kind: 'audio', source: 'microphone' };
+const offerSdp = 'v=0\nm=video 9 x\na=mid:0\nm=audio 9 x\na=mid:1\n';
+
+test('a subscribe offer is answered and its mids map to published tracks', async () => {
+  const seen = [];
+  rtc.addEventListener('remote-tracks', (e) => seen.push(e.detail.tracks));
+  await rtc.handleSubscribeOffer({ sdp: offerSdp, tracks: [{ mid: '0', track: teacherCam }, { mid: '1', track: teacherMic }] });
+  assert.equal(sent.at(-1).type, 'subscribe_answer');
+  const tracks = seen.at(-1);
+  assert.deepEqual(tracks.map((t) => [t.mid, t.info.track_id, t.track.id]), [['0', 't1', 'recv-0'], ['1', 't2', 'recv-1']]);
+
+  sub().stats = [
+    { type: 'inbound-rtp', mid: '0', kind: 'video', framesDecoded: 50, bytesReceived: 9000, packetsReceived: 90, packetsLost: 1, jitter: 0.004 },
+    { type: 'inbound-rtp', trackIdentifier: 'recv-1', kind: 'audio', bytesReceived: 4000, packetsReceived: 200, packetsLost: 0, jitter: 0.002 },
+    { type: 'candidate-pair', nominated: true, currentRoundTripTime: 0.031 },
+  ];
+  const stats = await rtc.inboundStats();
+  assert.equal(stats.rttMs, 31);
+  assert.deepEqual(stats.tracks.map((s) => [s.classroom_id, s.kind, s.source, s.framesDecoded, s.bytesReceived]),
+    [['r_1', 'video', 'camera', 50, 9000], ['r_1', 'audio', 'microphone', 0, 4000]]);
+});
+
+test('audio only drops video from the screen and answers video inactive', async () => {
+  await rtc.handleSubscribeOffer({ sdp: offerSdp, tracks: [{ mid: '0', track: teacherCam }, { mid: '1', track: teacherMic }] });
+  rtc.setAudioOnly(true);
+  assert.deepEqual(rtc.remoteTracks().map((t) => t.info.kind), ['audio']);
+  assert.equal(sub().transceivers[0].direction, 'inactive');
+  await rtc.handleSubscribeOffer({ sdp: offerSdp, tracks: [{ mid: '0', track: teacherCam }, { mid: '1', track: teacherMic }] });
+  assert.match(sent.at(-1).sdp, /0:inactive 1:recvonly/);
+  rtc.setAudioOnly(false);
+  assert.equal(rtc.remoteTracks().length, 2);
+  assert.equal(sub().transceivers[0].direction, 'recvonly');
+});
+
+test('closing stops both legs and sends nothing more', async () => {
+  await rtc.publish([{ source: 'camera', track: cam, stream }]);
+  rtc.close();
+  assert.ok(FakePC.all.every((pc) => pc.closed));
+  const count = sent.length;
+  await rtc.handleSubscribeOffer({ sdp: offerSdp, tracks: [] });
+  assert.equal(sent.length, count);
+});
