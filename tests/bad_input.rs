@@ -104,14 +104,37 @@ async fn forged_expired_and_foreign_tokens_are_refused() {
     .unwrap()
     .status();
     assert_eq!(status, 401);
-    let status = reqwest::get(format!(
-        "{}/api/classes/{}?token={invite}",
-        server.base, class.class_id
-    ))
-    .await
-    .unwrap()
-    .status();
-    assert_eq!(status, 200);
+    let info = |token: String| {
+        let url = format!(
+            "{}/api/classes/{}?token={token}",
+            server.base, class.class_id
+        );
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let seen_by_classroom = info(invite.clone()).await;
+    assert_eq!(seen_by_classroom["title"], "Science");
+    assert!(
+        seen_by_classroom.get("invite_url").is_none(),
+        "a classroom is not handed the class's links"
+    );
+    // The teacher on another device gets the invite link again, and it works.
+    let teacher_token = tandem_loadtest::client::token_from_link(&class.teacher_url).unwrap();
+    let seen_by_teacher = info(teacher_token).await;
+    let invite_again = seen_by_teacher["invite_url"]
+        .as_str()
+        .expect("the teacher gets the invite link");
+    let again = tandem_loadtest::client::token_from_link(invite_again).unwrap();
+    assert!(
+        matches!(
+            join_with(&server.base, &again).await,
+            ServerMessage::Welcome { .. }
+        ),
+        "the re-issued invite link works"
+    );
     let status = reqwest::get(format!("{}/api/classes/c_nope?token={invite}", server.base))
         .await
         .unwrap()
@@ -179,7 +202,10 @@ async fn garbage_huge_frames_and_floods_get_errors_and_others_are_served() {
     ws.send(Message::text(r#"{"type":"raise_hand"}"#))
         .await
         .unwrap();
-    assert_eq!(error_code(&next_answer(&mut ws).await), Some(ErrorCode::NotJoined));
+    assert_eq!(
+        error_code(&next_answer(&mut ws).await),
+        Some(ErrorCode::NotJoined)
+    );
     let invite = tandem_loadtest::client::token_from_link(&class.invite_url).unwrap();
     let join = serde_json::json!({"type": "join", "v": 1, "token": invite, "name": "Noisy Room"});
     ws.send(Message::text(join.to_string())).await.unwrap();
@@ -210,7 +236,10 @@ async fn garbage_huge_frames_and_floods_get_errors_and_others_are_served() {
         "a".repeat(200 * 1024)
     );
     ws.send(Message::text(huge)).await.unwrap();
-    assert_eq!(error_code(&next_answer(&mut ws).await), Some(ErrorCode::TooLarge));
+    assert_eq!(
+        error_code(&next_answer(&mut ws).await),
+        Some(ErrorCode::TooLarge)
+    );
 
     // A flood: past the burst, messages are refused with `rate_limited`.
     for _ in 0..300 {

@@ -118,6 +118,28 @@ async fn a_lesson_between_a_master_classroom_and_two_remote_classrooms() {
         keyframe.duration_since(first)
     );
 
+    // B's link is weak: it switches to audio only. Its video stops, its sound goes on.
+    b.send(&ClientMessage::SubscribePrefs { video: false })
+        .unwrap();
+    settle().await;
+    let count = |kind| -> u64 {
+        b.received_from(&teacher.classroom_id, kind)
+            .iter()
+            .map(|t| t.packets)
+            .sum()
+    };
+    let (video_before, audio_before) = (count(MediaKind::Video), count(MediaKind::Audio));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        count(MediaKind::Video),
+        video_before,
+        "no video reaches an audio-only classroom"
+    );
+    assert!(
+        count(MediaKind::Audio) > audio_before + 20,
+        "its sound goes on"
+    );
+
     // A leaves: its tracks end for everyone, and its legs are gone from the server.
     let legs_before = server.server.hub.sfu.transport_count().await.unwrap();
     let a_id = a.classroom_id.clone();

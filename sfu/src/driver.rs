@@ -25,6 +25,7 @@ enum Command {
     Join(ClassId, ClassroomId, Role),
     Leave(ClassroomId),
     SetStage(ClassId, Vec<ClassroomId>),
+    ReceiveVideo(ClassroomId, bool),
     PublishOffer(ClassroomId, String, Vec<(String, Source)>, Reply<String>),
     SubscribeAnswer(ClassroomId, String, Reply<()>),
     ViewOffer(ClassroomId, String, Reply<String>),
@@ -113,6 +114,7 @@ fn apply(router: &mut Router, command: Command) {
         Command::Join(class, classroom, role) => router.join(now, class, classroom, role),
         Command::Leave(classroom) => router.leave(now, &classroom),
         Command::SetStage(class, stage) => router.set_stage(now, &class, stage),
+        Command::ReceiveVideo(classroom, video) => router.set_receive_video(now, &classroom, video),
         Command::PublishOffer(classroom, sdp, sources, reply) => {
             let _ = reply.send(router.publish_offer(now, &classroom, sdp, sources));
         }
@@ -160,6 +162,11 @@ impl SfuHandle {
 
     pub fn set_stage(&self, class: ClassId, stage: Vec<ClassroomId>) -> Result<(), SfuError> {
         self.send(Command::SetStage(class, stage))
+    }
+
+    /// Audio-only (false) or full (true) reception for a classroom on a weak link.
+    pub fn set_receive_video(&self, classroom: ClassroomId, video: bool) -> Result<(), SfuError> {
+        self.send(Command::ReceiveVideo(classroom, video))
     }
 
     pub async fn publish_offer(

@@ -12,6 +12,7 @@ pub mod keyframe;
 pub mod metrics;
 pub mod policy;
 pub mod router;
+pub mod sdp;
 pub mod testkit;
 pub mod track;
 pub mod transport;

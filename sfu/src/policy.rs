@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 
 use crate::ids::ClassroomId;
+use crate::track::MediaKind;
 
 /// Where a classroom sits in the lesson.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -58,6 +59,18 @@ pub fn receives(
     }
 }
 
+/// Whether `subscriber` should receive one track of `kind` from `publisher`: the classroom rule
+/// above, and video only while the subscriber has not switched to audio-only for a weak link.
+pub fn receives_track(
+    publisher: (&ClassroomId, Role),
+    subscriber: (&ClassroomId, Role),
+    stage: &Stage,
+    kind: MediaKind,
+    subscriber_wants_video: bool,
+) -> bool {
+    (kind == MediaKind::Audio || subscriber_wants_video) && receives(publisher, subscriber, stage)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +102,15 @@ mod tests {
             (&id("c"), Role::Remote),
             &stage
         ));
+    }
+
+    #[test]
+    fn audio_only_classrooms_receive_no_video() {
+        let stage = Stage::default();
+        let (t, a) = ((&id("t"), Role::Master), (&id("a"), Role::Remote));
+        assert!(receives_track(t, a, &stage, MediaKind::Audio, false));
+        assert!(!receives_track(t, a, &stage, MediaKind::Video, false));
+        assert!(receives_track(t, a, &stage, MediaKind::Video, true));
     }
 
     #[test]

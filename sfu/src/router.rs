@@ -79,6 +79,8 @@ struct Member {
     /// What this classroom receives, by published track.
     downtracks: HashMap<TrackId, DownTrack>,
     negotiation: Negotiation,
+    /// False in audio-only mode: video tracks are not forwarded to this classroom.
+    receive_video: bool,
     /// A viewer that negotiated once, by its own offer (WHEP): the server cannot re-offer to it,
     /// so what it receives is fixed at that answer.
     fixed: bool,
@@ -173,6 +175,7 @@ impl Router {
                 declared_sources: HashMap::new(),
                 downtracks: HashMap::new(),
                 negotiation: Negotiation::default(),
+                receive_video: true,
                 // Viewers (WHEP) negotiate once, by their own offer, in `view_offer`.
                 fixed: role == Role::Viewer,
             },
@@ -225,6 +228,20 @@ impl Router {
         self.flush();
     }
 
+    /// Audio-only mode for a classroom on a weak link (`false`), or back to everything (`true`).
+    pub fn set_receive_video(&mut self, now: Instant, classroom: &ClassroomId, video: bool) {
+        let Some(member) = self.members.get_mut(classroom) else {
+            return;
+        };
+        if member.receive_video == video {
+            return;
+        }
+        member.receive_video = video;
+        let class = member.class.clone();
+        self.sync_class(now, &class);
+        self.flush();
+    }
+
     /// The classroom offers what it publishes; returns the server's answer.
     pub fn publish_offer(
         &mut self,
@@ -259,6 +276,7 @@ impl Router {
             .get_mut(&key)
             .ok_or(SfuError::UnknownClassroom)?;
         let first = transport.pc.remote_description().is_none();
+        let sending = crate::sdp::sending_track_ids(&sdp);
         transport
             .pc
             .set_remote_description(now, RTCSessionDescription::offer(sdp)?)?;
@@ -272,6 +290,23 @@ impl Router {
             .local_description()
             .map(|d| d.sdp)
             .ok_or(SfuError::Negotiation("no local description".into()))?;
+        // A renegotiation that stops sending a track (a screen share ended) ends that track.
+        let stopped: Vec<TrackId> = self
+            .track_by_leg
+            .iter()
+            .filter(|((leg, rtc_track), _)| {
+                *leg == key && sending.as_ref().is_some_and(|s| !s.contains(rtc_track))
+            })
+            .map(|(_, track)| track.clone())
+            .collect();
+        if !stopped.is_empty() {
+            for track in &stopped {
+                self.unpublish(track);
+            }
+            if let Some(class) = self.members.get(classroom).map(|m| m.class.clone()) {
+                self.sync_class(now, &class);
+            }
+        }
         self.dirty.insert(key);
         self.drain(now, key);
         self.flush();
@@ -851,19 +886,25 @@ impl Router {
             })
             .collect();
         for subscriber in &members {
-            let Some(sub_role) = self
+            let Some((sub_role, receive_video)) = self
                 .members
                 .get(subscriber)
                 .filter(|m| !m.fixed)
-                .map(|m| m.role)
+                .map(|m| (m.role, m.receive_video))
             else {
                 continue;
             };
             let wanted: HashSet<TrackId> = tracks
                 .iter()
-                .filter(|(_, publisher, _, _)| {
+                .filter(|(_, publisher, kind, _)| {
                     self.members.get(publisher).is_some_and(|p| {
-                        policy::receives((publisher, p.role), (subscriber, sub_role), &stage)
+                        policy::receives_track(
+                            (publisher, p.role),
+                            (subscriber, sub_role),
+                            &stage,
+                            *kind,
+                            receive_video,
+                        )
                     })
                 })
                 .map(|(id, ..)| id.clone())
@@ -1130,6 +1171,30 @@ mod tests {
             h.run_for(Duration::from_millis(20));
         }
         assert!(h.peers[b].received >= b_mid + 10, "B hears A on stage");
+    }
+
+    #[test]
+    fn a_track_the_classroom_stops_sending_ends_for_everyone() {
+        let mut h = Harness::new();
+        let teacher = h.join(Role::Master);
+        let a = h.join(Role::Remote);
+        h.publish_audio(teacher);
+        h.run_for(Duration::from_millis(300));
+        h.send_packet(teacher, Bytes::from_static(&[1; 50]));
+        h.run_for(Duration::from_millis(300));
+        let class = crate::ClassId::from("c_test");
+        assert_eq!(h.router.tracks_of(&class).len(), 1);
+        h.stop_publishing(teacher);
+        assert!(
+            h.router.tracks_of(&class).is_empty(),
+            "the stopped track is unpublished"
+        );
+        assert!(
+            h.events
+                .iter()
+                .any(|e| matches!(e, crate::RouterEvent::TrackUnpublished { .. }))
+        );
+        let _ = a;
     }
 
     #[test]

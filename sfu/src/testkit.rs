@@ -42,6 +42,8 @@ pub struct Peer {
 
 pub struct Harness {
     pub router: Router,
+    /// Every event the router raised, in order.
+    pub events: Vec<RouterEvent>,
     pub peers: Vec<Peer>,
     pub now: Instant,
     server: SocketAddr,
@@ -87,6 +89,7 @@ impl Harness {
         let server: SocketAddr = "127.0.0.1:8443".parse().expect("addr");
         Self {
             router: Router::new(RouterConfig::new(server), Arc::new(SfuMetrics::default())),
+            events: Vec::new(),
             peers: Vec::new(),
             now: Instant::now(),
             server,
@@ -167,6 +170,24 @@ impl Harness {
             .expect("payload type");
         peer.sender = Some((sender, ssrc, pt));
         peer.publish = Some(pc);
+        self.pump();
+    }
+
+    /// The classroom stops its track and renegotiates, as a browser does when a share ends.
+    pub fn stop_publishing(&mut self, index: usize) {
+        let now = self.now;
+        let peer = &mut self.peers[index];
+        let (sender, ..) = peer.sender.take().expect("publishing");
+        let pc = peer.publish.as_mut().expect("publish leg");
+        pc.remove_track(sender).expect("remove");
+        let offer = pc.create_offer(None).expect("offer");
+        pc.set_local_description(now, offer.clone()).expect("local");
+        let answer = self
+            .router
+            .publish_offer(now, &peer.id, offer.sdp, [])
+            .expect("answer");
+        pc.set_remote_description(now, RTCSessionDescription::answer(answer).expect("sdp"))
+            .expect("remote");
         self.pump();
     }
 
@@ -263,6 +284,7 @@ impl Harness {
                 }
             }
             while let Some(event) = self.router.poll_event() {
+                self.events.push(event.clone());
                 if let RouterEvent::SubscribeOffer { classroom, sdp, .. } = event {
                     moved = true;
                     self.answer(&classroom, sdp);

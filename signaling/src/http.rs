@@ -138,15 +138,22 @@ async fn class_info(
     State(state): State<AppState>,
     Path(class_id): Path<String>,
     Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let record = state.hub.class_for_token(&class_id, &query.token)?;
-    Ok(Json(serde_json::json!({
+    let mut body = serde_json::json!({
         "class_id": record.class_id,
         "title": record.title,
         "teacher_name": record.teacher_name,
         "state": "live",
-    }))
-    .into_response())
+    });
+    // The teacher gets the class's links again, whichever device the class was started on.
+    if let Some((invite, pupil)) = state.hub.links_for_teacher(&class_id, &query.token) {
+        let base = base_url(&state.hub, &headers);
+        body["invite_url"] = format!("{base}/join/{class_id}#token={invite}").into();
+        body["pupil_url"] = format!("{base}/vote/{class_id}#token={pupil}").into();
+    }
+    Ok(Json(body).into_response())
 }
 
 #[derive(Deserialize)]
