@@ -178,6 +178,25 @@ impl Hub {
         })
     }
 
+    /// Fresh invite and pupil tokens for a class, for a teacher who opened the class on another
+    /// device and needs its links again. `None` unless `token` is that class's teacher token.
+    pub fn links_for_teacher(&self, class_id: &str, token: &str) -> Option<(String, String)> {
+        let claims = self.tokens.verify(token, class_id, unix_now()).ok()?;
+        if claims.role != TokenRole::Teacher {
+            return None;
+        }
+        let sign = |role| {
+            self.tokens.sign(&Claims {
+                v: 1,
+                role,
+                class_id: class_id.to_owned(),
+                exp: claims.exp,
+                nonce: random_id("", 8),
+            })
+        };
+        Some((sign(TokenRole::Classroom), sign(TokenRole::Pupil)))
+    }
+
     /// The class a token opens, for a page that has just been handed a link.
     pub fn class_for_token(&self, class_id: &str, token: &str) -> Result<ClassRecord, HubError> {
         let record = self

@@ -73,6 +73,10 @@ pub enum ClientMessage {
     EndClass,
     Ping,
     Leave,
+    /// What this classroom wants to receive; `video: false` is the audio-only mode for weak links.
+    SubscribePrefs {
+        video: bool,
+    },
     /// Change the whiteboard (see `classboard::board::BoardOp`).
     BoardOp {
         op: BoardOp,
@@ -119,6 +123,7 @@ impl ClientMessage {
             ClientMessage::EndClass => "end_class",
             ClientMessage::Ping => "ping",
             ClientMessage::Leave => "leave",
+            ClientMessage::SubscribePrefs { .. } => "subscribe_prefs",
             ClientMessage::BoardOp { .. } => "board_op",
             ClientMessage::BoardSync { .. } => "board_sync",
             ClientMessage::Laser { .. } => "laser",

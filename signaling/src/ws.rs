@@ -240,6 +240,11 @@ async fn handle(
         ClientMessage::EndClass => hub.end_class(seat).map(|()| None),
         ClientMessage::Ping => Ok(Some(ServerMessage::Pong)),
         ClientMessage::Leave => Ok(None),
+        ClientMessage::SubscribePrefs { video } => hub
+            .sfu
+            .set_receive_video(seat.classroom_id.clone(), video)
+            .map(|()| None)
+            .map_err(negotiation),
         ClientMessage::BoardOp { op } => hub.board_op(seat, op).map(|()| None),
         ClientMessage::BoardSync { since_seq } => hub.board_sync(seat, since_seq).map(|()| None),
         ClientMessage::Laser { page, point } => hub.laser(seat, Some((page, point))).map(|()| None),
