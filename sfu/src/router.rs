@@ -1197,6 +1197,42 @@ mod tests {
         let _ = a;
     }
 
+    /// Loss on either leg is repaired by NACK and retransmission: the classroom gets every packet.
+    #[test]
+    fn lost_video_packets_are_retransmitted_on_both_legs() {
+        let mut h = Harness::new();
+        let teacher = h.join(Role::Master);
+        let a = h.join(Role::Remote);
+        h.publish_video(teacher);
+        h.run_for(Duration::from_millis(300));
+        h.send_packet(teacher, Bytes::from_static(&[0x10; 200]));
+        h.run_for(Duration::from_millis(500));
+        let start = h.peers[a].received_seqs.len();
+        for n in 0..30 {
+            if n == 10 {
+                h.lose_next_to.push(a);
+            }
+            if n == 20 {
+                h.lose_next_from.push(teacher);
+            }
+            h.send_packet(teacher, Bytes::from_static(&[0x10; 200]));
+            h.run_for(Duration::from_millis(33));
+        }
+        h.run_for(Duration::from_millis(1500));
+        assert!(
+            h.lose_next_to.is_empty() && h.lose_next_from.is_empty(),
+            "both losses happened"
+        );
+        let mut got: Vec<u16> = h.peers[a].received_seqs[start..].to_vec();
+        got.sort_unstable();
+        got.dedup();
+        assert_eq!(
+            got.len(),
+            30,
+            "every packet arrived, lost ones by retransmission: {got:?}"
+        );
+    }
+
     #[test]
     fn a_classroom_that_leaves_leaves_nothing_behind() {
         let mut h = Harness::new();

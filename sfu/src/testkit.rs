@@ -37,11 +37,17 @@ pub struct Peer {
     sender: Option<(RTCRtpSenderId, u32, u8)>,
     /// RTP packets received on the subscribe leg.
     pub received: u64,
+    /// Sequence numbers of the RTP packets received on the subscribe leg.
+    pub received_seqs: Vec<u16>,
     seq: u16,
 }
 
 pub struct Harness {
     pub router: Router,
+    /// Lose the next media packet the router sends to these classrooms (a lossy downlink).
+    pub lose_next_to: Vec<usize>,
+    /// Lose the next media packet these classrooms send to the router (a lossy uplink).
+    pub lose_next_from: Vec<usize>,
     /// Every event the router raised, in order.
     pub events: Vec<RouterEvent>,
     pub peers: Vec<Peer>,
@@ -79,6 +85,11 @@ fn new_pc(now: Instant, addr: SocketAddr) -> RTCPeerConnection {
     pc
 }
 
+/// An SRTP media packet (not STUN, DTLS or RTCP; RFC 5761/7983).
+fn is_rtp(datagram: &[u8]) -> bool {
+    datagram.len() > 12 && datagram[0] & 0xC0 == 0x80 && !(192..=223).contains(&datagram[1])
+}
+
 /// Each leg of a classroom has its own address, as a browser's two peer connections do.
 fn subscribe_addr(publish: SocketAddr) -> SocketAddr {
     SocketAddr::new(publish.ip(), publish.port() + 10_000)
@@ -90,6 +101,8 @@ impl Harness {
         Self {
             router: Router::new(RouterConfig::new(server), Arc::new(SfuMetrics::default())),
             events: Vec::new(),
+            lose_next_to: Vec::new(),
+            lose_next_from: Vec::new(),
             peers: Vec::new(),
             now: Instant::now(),
             server,
@@ -110,6 +123,7 @@ impl Harness {
             subscribe: None,
             sender: None,
             received: 0,
+            received_seqs: Vec::new(),
             seq: 0,
         });
         self.pump();
@@ -118,23 +132,36 @@ impl Harness {
 
     /// The classroom publishes one Opus track.
     pub fn publish_audio(&mut self, index: usize) {
+        self.publish(index, RtpCodecKind::Audio);
+    }
+
+    /// The classroom publishes one VP8 camera track.
+    pub fn publish_video(&mut self, index: usize) {
+        self.publish(index, RtpCodecKind::Video);
+    }
+
+    fn publish(&mut self, index: usize, kind: RtpCodecKind) {
+        let (mime, clock_rate, channels, name, source) = match kind {
+            RtpCodecKind::Audio => ("audio/opus", 48000, 2, "mic", Source::Microphone),
+            _ => ("video/VP8", 90000, 0, "cam", Source::Camera),
+        };
         let peer = &mut self.peers[index];
         let mut pc = new_pc(self.now, peer.addr);
         let ssrc = 0x1000 + index as u32;
         let track = MediaStreamTrack::new(
             "s".into(),
-            format!("mic-{index}"),
-            "mic".into(),
-            RtpCodecKind::Audio,
+            format!("{name}-{index}"),
+            name.into(),
+            kind,
             vec![RTCRtpEncodingParameters {
                 rtp_coding_parameters: RTCRtpCodingParameters {
                     ssrc: Some(ssrc),
                     ..Default::default()
                 },
                 codec: RTCRtpCodec {
-                    mime_type: "audio/opus".into(),
-                    clock_rate: 48000,
-                    channels: 2,
+                    mime_type: mime.into(),
+                    clock_rate,
+                    channels,
                     ..Default::default()
                 },
                 ..Default::default()
@@ -150,7 +177,7 @@ impl Harness {
                 self.now,
                 &peer.id,
                 offer.sdp,
-                [(format!("mic-{index}"), Source::Microphone)],
+                [(format!("{name}-{index}"), source)],
             )
             .expect("answer");
         pc.set_remote_description(
@@ -248,6 +275,15 @@ impl Harness {
             }
             for (from, data) in inbound {
                 moved = true;
+                if is_rtp(&data)
+                    && let Some(at) = self
+                        .lose_next_from
+                        .iter()
+                        .position(|&i| self.peers[i].addr == from)
+                {
+                    self.lose_next_from.remove(at);
+                    continue;
+                }
                 self.router
                     .handle_datagram(self.now, self.server, from, &data);
             }
@@ -263,6 +299,13 @@ impl Harness {
                 let Some(&(i, subscribe)) = by_addr.get(&t.to) else {
                     continue;
                 };
+                if subscribe
+                    && is_rtp(&t.data)
+                    && let Some(at) = self.lose_next_to.iter().position(|&l| l == i)
+                {
+                    self.lose_next_to.remove(at);
+                    continue;
+                }
                 let peer = &mut self.peers[i];
                 let message = TaggedBytesMut {
                     now: self.now,
@@ -293,8 +336,9 @@ impl Harness {
             for peer in &mut self.peers {
                 if let Some(pc) = peer.subscribe.as_mut() {
                     while let Some(m) = pc.poll_read() {
-                        if matches!(m.message, RTCMessage::RtpPacket(..)) {
+                        if let RTCMessage::RtpPacket(_, packet) = m.message {
                             peer.received += 1;
+                            peer.received_seqs.push(packet.header.sequence_number);
                         }
                     }
                     while pc.poll_event().is_some() {}
