@@ -218,6 +218,31 @@ async fn whip_and_whep_errors_follow_the_rfc_and_the_class_goes_on() {
             "{kind}: unusable SDP"
         );
     }
+    // A pupil's voting link carries no media.
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/classes", server.base))
+        .json(&serde_json::json!({"title": "Drama", "teacher_name": "Mr Wu"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pupil = created["pupil_token"].as_str().unwrap();
+    let drama = created["class_id"].as_str().unwrap();
+    for kind in ["whip", "whep"] {
+        let status = post(
+            format!("/{kind}/{drama}"),
+            Some(pupil),
+            "application/sdp",
+            offer,
+        )
+        .await
+        .unwrap()
+        .status();
+        assert_eq!(status, 403, "{kind}: pupil token");
+    }
+
     // A session that does not exist.
     let status = http
         .delete(format!("{}/whip/{}/nope", server.base, class.class_id))

@@ -329,6 +329,35 @@ mod tests {
     }
 
     #[test]
+    fn board_and_poll_messages_have_the_documented_shapes() {
+        let msg: ClientMessage = serde_json::from_str(
+            r#"{"type":"board_op","op":{"op":"stroke_append","object_id":"r_2:1","points":[[104,123]]}}"#,
+        )
+        .unwrap();
+        assert_eq!(msg.kind(), "board_op");
+        let msg: ClientMessage =
+            serde_json::from_str(r#"{"type":"poll_vote","poll_id":1,"choices":[0]}"#).unwrap();
+        assert_eq!(msg.kind(), "poll_vote");
+        let msg: ClientMessage = serde_json::from_str(
+            r#"{"type":"poll_start","spec":{"question":"Ready?","kind":"yes_no"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(msg, ClientMessage::PollStart { spec } if spec.anonymous));
+        let text = serde_json::to_string(&ServerMessage::BoardCatchup {
+            catchup: Catchup::Delta { ops: Vec::new() },
+        })
+        .unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"board_catchup","catchup":{"kind":"delta","ops":[]}}"#
+        );
+        let text =
+            serde_json::to_string(&ServerMessage::error(ErrorCode::LimitExceeded, "x", None))
+                .unwrap();
+        assert!(text.contains(r#""code":"limit_exceeded""#));
+    }
+
+    #[test]
     fn errors_carry_stable_codes() {
         let text = serde_json::to_string(&ServerMessage::error(
             ErrorCode::Forbidden,

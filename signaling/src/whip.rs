@@ -149,7 +149,7 @@ fn attribute<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {
 fn authorise(hub: &Hub, class_id: &str, token: &str) -> Result<(), WhipError> {
     hub.class_for_token(class_id, token)
         .map(|_| ())
-        .map_err(|err| {
+        .map_err(|err| -> WhipError {
             if err.code == ErrorCode::Unauthorized
                 && hub.tokens.verify(token, class_id, unix_now()) == Err(TokenError::OtherClass)
             {
@@ -161,7 +161,16 @@ fn authorise(hub: &Hub, class_id: &str, token: &str) -> Result<(), WhipError> {
             } else {
                 err.into()
             }
-        })
+        })?;
+    // A pupil's voting link carries no media, in either direction.
+    match hub.tokens.verify(token, class_id, unix_now()) {
+        Ok(claims) if claims.role == crate::token::TokenRole::Pupil => Err(WhipError(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "a pupil voting link cannot publish or watch media".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 async fn create(
@@ -253,8 +262,10 @@ fn declared_sources(offer: &str) -> Vec<(String, Source)> {
     for line in offer.lines() {
         if let Some(media) = line.strip_prefix("m=") {
             kind = media.split(' ').next().unwrap_or("");
-        } else if let Some(msid) = line.trim().strip_prefix("a=msid:") {
-            if let Some(track) = msid.split_whitespace().nth(1) {
+        } else if let Some(msid) = line.trim().strip_prefix("a=msid:")
+            && let Some(track) = msid.split_whitespace().nth(1)
+        {
+            {
                 let source = if kind == "audio" {
                     Source::Microphone
                 } else {
