@@ -103,6 +103,59 @@ async fn an_encoder_publishes_by_whip_and_a_hall_display_watches_by_whep() {
         "the display receives video frames ({video_frames})"
     );
 
+    // A trickled candidate is taken (204); a PATCH for another ICE session is refused (412).
+    let patch = |if_match: &str, body: &str| {
+        reqwest::Client::new()
+            .patch(format!("{}{}", server.base, display.location))
+            .bearer_auth(&invite_token)
+            .header("content-type", "application/trickle-ice-sdpfrag")
+            .header("if-match", if_match.to_owned())
+            .body(body.to_owned())
+            .send()
+    };
+    let trickle = "a=mid:0\r\na=candidate:9 1 udp 2122260223 127.0.0.1 40000 typ host\r\n";
+    assert_eq!(patch("*", trickle).await.unwrap().status(), 204);
+    assert_eq!(
+        patch("\"someone-else\"", trickle).await.unwrap().status(),
+        412
+    );
+    let status = reqwest::Client::new()
+        .patch(format!("{}{}", server.base, display.location))
+        .bearer_auth(&invite_token)
+        .header("content-type", "application/sdp")
+        .body(trickle)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 415);
+
+    // Both clients restart ICE by PATCH (a laptop changed networks); media keeps flowing.
+    let mut display = display;
+    let mut encoder = encoder;
+    assert_eq!(
+        display
+            .restart_ice(&server.base, &invite_token)
+            .await
+            .unwrap(),
+        200
+    );
+    assert_eq!(
+        encoder
+            .restart_ice(&server.base, &teacher_token)
+            .await
+            .unwrap(),
+        200
+    );
+    let packets = |d: &HttpMediaSession| d.received().values().map(|t| t.packets).sum::<u64>();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = packets(&display);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        packets(&display) > before + 50,
+        "media flows after the ICE restarts"
+    );
+
     // DELETE ends each session and the class goes on.
     assert_eq!(display.end(&server.base, &invite_token).await.unwrap(), 200);
     assert_eq!(

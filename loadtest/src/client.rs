@@ -3,9 +3,13 @@
 //! both drive classrooms through this.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::link::{LinkProfile, UdpLinkProxy};
+use crate::loss::SeqCounter;
+use crate::stats::JitterEstimator;
 use anyhow::{Context, anyhow, bail};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
@@ -57,6 +61,97 @@ pub struct ReceivedTrack {
     /// Opus payloads by sequence number (audio tracks), for decoding.
     pub opus: Vec<(u16, Bytes)>,
     pub ended: bool,
+    /// Which RTP sequence numbers arrived (retransmissions fill holes): loss after NACK.
+    pub seqs: SeqCounter,
+    /// RFC 3550 interarrival jitter of the audio packets (audio tracks only).
+    pub jitter: Option<JitterEstimator>,
+}
+
+/// How a classroom reaches the server. The default is what [`Classroom::join`] does: a direct
+/// loopback path and Opus as the plain encoder makes it.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// Put each peer connection behind its own [`UdpLinkProxy`] with this profile both ways.
+    pub link: Option<LinkProfile>,
+    /// Seed of this classroom's link emulators (the publish leg uses `2 × seed`, the subscribe
+    /// leg `2 × seed + 1`).
+    pub seed: u64,
+    /// Opus in-band forward error correction, as browsers negotiate it (`useinbandfec=1`).
+    pub opus_fec: bool,
+    /// Opus discontinuous transmission (`usedtx=1`): silence is sent as rare comfort-noise frames.
+    pub opus_dtx: bool,
+}
+
+impl ClientOptions {
+    /// The options of a classroom behind an emulated link (`None`: direct) with browser-like
+    /// Opus settings (FEC on, DTX off, as Chrome sends by default).
+    pub fn browser_like(link: Option<LinkProfile>, seed: u64) -> Self {
+        Self {
+            link,
+            seed,
+            opus_fec: true,
+            opus_dtx: false,
+        }
+    }
+
+    /// With a link profile: starts a proxy for one leg towards the server candidate in `sdp`
+    /// and returns the SDP pointing at the proxy. Without: `sdp` as it is.
+    async fn proxy_for(
+        &self,
+        leg_seed: u64,
+        sdp: &str,
+        proxies: &Mutex<Vec<UdpLinkProxy>>,
+    ) -> anyhow::Result<String> {
+        let Some(profile) = &self.link else {
+            return Ok(sdp.to_owned());
+        };
+        let server =
+            server_candidate_addr(sdp).ok_or_else(|| anyhow!("no server candidate in the SDP"))?;
+        let proxy = UdpLinkProxy::start(server, profile.clone(), profile.clone(), leg_seed).await?;
+        let rewritten = rewrite_candidates(sdp, server, proxy.local_addr());
+        proxies.lock().push(proxy);
+        Ok(rewritten)
+    }
+}
+
+/// The address of the first UDP candidate in an SDP (`a=candidate:F C udp PRIO IP PORT typ …`).
+pub fn server_candidate_addr(sdp: &str) -> Option<SocketAddr> {
+    sdp.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("a=candidate:")?;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() < 6 || !f[2].eq_ignore_ascii_case("udp") {
+            return None;
+        }
+        let ip: std::net::IpAddr = f[4].parse().ok()?;
+        Some(SocketAddr::new(ip, f[5].parse().ok()?))
+    })
+}
+
+/// The SDP with every candidate at `from` moved to `to` (every other line untouched, line
+/// endings kept).
+pub fn rewrite_candidates(sdp: &str, from: SocketAddr, to: SocketAddr) -> String {
+    let mut out = String::with_capacity(sdp.len() + 64);
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let ending = &line[body.len()..];
+        let rewritten = body.strip_prefix("a=candidate:").and_then(|rest| {
+            let mut f: Vec<&str> = rest.split(' ').collect();
+            if f.len() < 6 {
+                return None;
+            }
+            let ip: std::net::IpAddr = f[4].parse().ok()?;
+            if SocketAddr::new(ip, f[5].parse().ok()?) != from {
+                return None;
+            }
+            let (ip, port) = (to.ip().to_string(), to.port().to_string());
+            f[4] = &ip;
+            f[5] = &port;
+            Some(format!("a=candidate:{}", f.join(" ")))
+        });
+        out.push_str(rewritten.as_deref().unwrap_or(body));
+        out.push_str(ending);
+    }
+    out
 }
 
 #[derive(Default)]
@@ -76,6 +171,11 @@ pub struct Classroom {
     subscribe_pc: Arc<Mutex<Option<Arc<dyn PeerConnection>>>>,
     publish_pc: Option<Arc<dyn PeerConnection>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The tasks that send media (stopped by [`Classroom::stop_media`]).
+    media_tasks: Vec<tokio::task::JoinHandle<()>>,
+    options: ClientOptions,
+    /// The link emulators of both legs, if any; dropped with the classroom.
+    proxies: Arc<Mutex<Vec<UdpLinkProxy>>>,
 }
 
 /// The WebSocket URL of a server given its HTTP base URL.
@@ -158,19 +258,23 @@ impl PeerConnectionEventHandler for Handler {
                         r.bytes += packet.payload.len() as u64;
                         r.first_at.get_or_insert(now);
                         r.last_at = Some(now);
+                        r.seqs.record(packet.header.sequence_number);
                         if is_audio {
                             r.opus
                                 .push((packet.header.sequence_number, packet.payload.clone()));
-                        } else if let Some(frame) = parse_video(&packet.payload) {
-                            if frame_started {
-                                r.frame_arrivals.push(now);
-                                if frame.keyframe {
-                                    r.keyframes.push(now);
-                                }
-                                if let Some(sent) = frame.sent_us {
-                                    r.latencies_us
-                                        .push((now, wall_micros().saturating_sub(sent)));
-                                }
+                            r.jitter
+                                .get_or_insert_with(|| JitterEstimator::new(48_000))
+                                .update(now, packet.header.timestamp);
+                        } else if let Some(frame) = parse_video(&packet.payload)
+                            && frame_started
+                        {
+                            r.frame_arrivals.push(now);
+                            if frame.keyframe {
+                                r.keyframes.push(now);
+                            }
+                            if let Some(sent) = frame.sent_us {
+                                r.latencies_us
+                                    .push((now, wall_micros().saturating_sub(sent)));
                             }
                         }
                         frame_started = packet.header.marker;
@@ -235,6 +339,35 @@ impl Classroom {
         link_or_token: &str,
         name: &str,
         resume: Option<String>,
+    ) -> anyhow::Result<Self> {
+        Self::connect(
+            http_base,
+            link_or_token,
+            name,
+            resume,
+            ClientOptions::default(),
+        )
+        .await
+    }
+
+    /// [`join`](Self::join) with options: with `options.link` set, each of the classroom's two
+    /// peer connections reaches the server through its own emulated link (the server's
+    /// candidate in the SDP it sends is rewritten to the proxy's address).
+    pub async fn join_with(
+        http_base: &str,
+        link_or_token: &str,
+        name: &str,
+        options: ClientOptions,
+    ) -> anyhow::Result<Self> {
+        Self::connect(http_base, link_or_token, name, None, options).await
+    }
+
+    async fn connect(
+        http_base: &str,
+        link_or_token: &str,
+        name: &str,
+        resume: Option<String>,
+        options: ClientOptions,
     ) -> anyhow::Result<Self> {
         let token = token_from_link(link_or_token).unwrap_or_else(|_| link_or_token.to_owned());
         let (ws, _) = tokio_tungstenite::connect_async(ws_url(http_base))
@@ -307,6 +440,9 @@ impl Classroom {
             subscribe_pc,
             publish_pc: None,
             tasks: vec![writer, reader],
+            media_tasks: Vec::new(),
+            options,
+            proxies: Arc::default(),
         };
         classroom.spawn_subscriber(offers);
         Ok(classroom)
@@ -317,8 +453,12 @@ impl Classroom {
         let outgoing = self.outgoing.clone();
         let shared = self.shared.clone();
         let slot = self.subscribe_pc.clone();
+        let options = self.options.clone();
+        let proxies = self.proxies.clone();
         self.tasks.push(tokio::spawn(async move {
             let mut gathered = None;
+            // The subscribe leg's (server, proxy) addresses, once its emulator runs.
+            let mut emulated: Option<(SocketAddr, SocketAddr)> = None;
             while let Ok(message) = rx.recv().await {
                 let ServerMessage::SubscribeOffer { sdp, tracks } = message else {
                     continue;
@@ -346,6 +486,21 @@ impl Classroom {
                     },
                 };
                 let result: anyhow::Result<String> = async {
+                    let sdp = match emulated {
+                        _ if options.link.is_none() => sdp,
+                        Some((server, proxy)) => rewrite_candidates(&sdp, server, proxy),
+                        None => {
+                            let leg_seed = options.seed.wrapping_mul(2) | 1;
+                            let rewritten = options.proxy_for(leg_seed, &sdp, &proxies).await?;
+                            if let (Some(s), Some(p)) = (
+                                server_candidate_addr(&sdp),
+                                server_candidate_addr(&rewritten),
+                            ) {
+                                emulated = Some((s, p));
+                            }
+                            rewritten
+                        }
+                    };
                     pc.set_remote_description(RTCSessionDescription::offer(sdp)?)
                         .await?;
                     let answer = pc.create_answer(None).await?;
@@ -425,6 +580,28 @@ impl Classroom {
         self.shared.lock().received.clone()
     }
 
+    /// Looks at what this classroom has received without copying it (the lock is held while
+    /// `f` runs: keep it short).
+    pub fn inspect_received<R>(&self, f: impl FnOnce(&HashMap<String, ReceivedTrack>) -> R) -> R {
+        f(&self.shared.lock().received)
+    }
+
+    /// Stop sending media (the legs stay up, so late retransmissions still arrive).
+    pub fn stop_media(&mut self) {
+        for task in self.media_tasks.drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Counters of this classroom's emulated links (publish leg first), empty without emulation.
+    pub fn link_stats(&self) -> Vec<crate::link::ProxyStats> {
+        self.proxies
+            .lock()
+            .iter()
+            .map(UdpLinkProxy::stats)
+            .collect()
+    }
+
     /// Received tracks published by `classroom_id` of `kind`.
     pub fn received_from(
         &self,
@@ -443,6 +620,15 @@ impl Classroom {
 
     /// Publish audio and/or video; media flows until the classroom is dropped or leaves.
     pub async fn publish(&mut self, spec: PublishSpec) -> anyhow::Result<()> {
+        self.publish_with_screen(spec, None).await
+    }
+
+    /// [`publish`](Self::publish), plus a second video track (a screen share) if `screen` is set.
+    pub async fn publish_with_screen(
+        &mut self,
+        spec: PublishSpec,
+        screen: Option<VideoSpec>,
+    ) -> anyhow::Result<()> {
         let (pc, mut gathered, mut connected) = new_peer(self.shared.clone()).await?;
         let mut declared = Vec::new();
         let mut audio = None;
@@ -464,6 +650,16 @@ impl Classroom {
                 source: v.source,
             });
             video = Some((track, ssrc));
+        }
+        let mut screen_track = None;
+        if let Some(v) = &screen {
+            let (track, ssrc) = local_track(RtpCodecKind::Video, "video/VP8", 90000, 0);
+            pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
+            declared.push(DeclaredTrack {
+                track_id: track.track().await.track_id().to_owned(),
+                source: v.source,
+            });
+            screen_track = Some((track, ssrc));
         }
         let offer = pc.create_offer(None).await?;
         pc.set_local_description(offer).await?;
@@ -492,6 +688,10 @@ impl Classroom {
         })
         .await
         .context("waiting for the publish answer")??;
+        let answer = self
+            .options
+            .proxy_for(self.options.seed.wrapping_mul(2), &answer, &self.proxies)
+            .await?;
         pc.set_remote_description(RTCSessionDescription::answer(answer)?)
             .await?;
         match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
@@ -500,12 +700,18 @@ impl Classroom {
         }
         if let (Some(hz), Some((track, ssrc))) = (spec.tone_hz, audio) {
             let pt = payload_type(&pc, RtpCodecKind::Audio).await?;
-            self.tasks
-                .push(tokio::spawn(send_tone(track, ssrc, pt, hz)));
+            let opus = OpusOptions::from(&self.options);
+            self.media_tasks
+                .push(tokio::spawn(send_tone(track, ssrc, pt, hz, opus)));
         }
         if let (Some(v), Some((track, ssrc))) = (spec.video, video) {
             let pt = payload_type(&pc, RtpCodecKind::Video).await?;
-            self.tasks
+            self.media_tasks
+                .push(tokio::spawn(send_video(track, ssrc, pt, v)));
+        }
+        if let (Some(v), Some((track, ssrc))) = (screen, screen_track) {
+            let pt = payload_type(&pc, RtpCodecKind::Video).await?;
+            self.media_tasks
                 .push(tokio::spawn(send_video(track, ssrc, pt, v)));
         }
         self.publish_pc = Some(pc);
@@ -520,6 +726,7 @@ impl Classroom {
 
     /// Drop the connection without a word (a classroom whose link died).
     pub async fn close(&mut self) {
+        self.stop_media();
         if let Some(pc) = self.publish_pc.take() {
             let _ = pc.close().await;
         }
@@ -537,7 +744,7 @@ impl Classroom {
 
 impl Drop for Classroom {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(&self.media_tasks) {
             task.abort();
         }
     }
@@ -600,12 +807,42 @@ fn rtp(ssrc: u32, pt: u8, seq: u16, ts: u32, marker: bool, payload: Bytes) -> rt
     }
 }
 
+/// Opus encoder settings a browser negotiates.
+#[derive(Debug, Clone, Copy, Default)]
+struct OpusOptions {
+    fec: bool,
+    dtx: bool,
+}
+
+impl From<&ClientOptions> for OpusOptions {
+    fn from(o: &ClientOptions) -> Self {
+        Self {
+            fec: o.opus_fec,
+            dtx: o.opus_dtx,
+        }
+    }
+}
+
 /// Send an Opus-encoded sine tone in 20 ms frames, as a browser microphone would.
-async fn send_tone(track: Arc<TrackLocalStaticRTP>, ssrc: u32, pt: u8, hz: f32) {
+async fn send_tone(
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    pt: u8,
+    hz: f32,
+    options: OpusOptions,
+) {
     let Ok(mut encoder) = opus::Encoder::new(48000, opus::Channels::Mono, opus::Application::Voip)
     else {
         return;
     };
+    if options.fec {
+        // As Chrome does with useinbandfec=1: FEC on, tuned for a few percent loss.
+        let _ = encoder.set_inband_fec(true);
+        let _ = encoder.set_packet_loss_perc(5);
+    }
+    if options.dtx {
+        let _ = encoder.set_dtx(true);
+    }
     let mut ticker = tokio::time::interval(Duration::from_millis(20));
     let (mut seq, mut ts, mut phase) = (rand::random::<u16>(), rand::random::<u32>(), 0f32);
     let step = 2.0 * std::f32::consts::PI * hz / 48000.0;
@@ -795,6 +1032,266 @@ pub fn dominant_frequency(pcm: &[f32], lo: f32, hi: f32) -> Option<f32> {
     (best.1 > 0.0).then_some(best.0)
 }
 
+/// A WHIP publisher or WHEP viewer: a standard client that speaks HTTP and SDP, no WebSocket.
+pub struct HttpMediaSession {
+    pub location: String,
+    /// The server's answer, kept to apply an ICE restart's new credentials to.
+    answer: String,
+    etag: String,
+    pc: Arc<dyn PeerConnection>,
+    shared: Arc<Mutex<Shared>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// What a WHIP/WHEP server answered to an offer.
+pub enum HttpOfferOutcome {
+    Created(HttpMediaSession),
+    /// The server refused: status and body.
+    Refused(u16, String),
+}
+
+async fn post_offer(
+    http_base: &str,
+    path: &str,
+    token: &str,
+    pc: &Arc<dyn PeerConnection>,
+    gathered: &mut mpsc::UnboundedReceiver<()>,
+) -> anyhow::Result<Result<(String, String, String), (u16, String)>> {
+    let offer = pc.create_offer(None).await?;
+    pc.set_local_description(offer).await?;
+    let _ = tokio::time::timeout(Duration::from_secs(2), gathered.recv()).await;
+    let sdp = pc
+        .local_description()
+        .await
+        .ok_or_else(|| anyhow!("no local description"))?
+        .sdp;
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", http_base.trim_end_matches('/')))
+        .bearer_auth(token)
+        .header("content-type", "application/sdp")
+        .body(sdp)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let etag = response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response.text().await?;
+    if status != 201 {
+        return Ok(Err((status, body)));
+    }
+    Ok(Ok((location, etag, body)))
+}
+
+impl HttpMediaSession {
+    /// WHIP: publish a tone (and synthetic video) into `class_id` with a teacher or invite token.
+    pub async fn publish(
+        http_base: &str,
+        class_id: &str,
+        token: &str,
+        spec: PublishSpec,
+    ) -> anyhow::Result<HttpOfferOutcome> {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (pc, mut gathered, mut connected) = new_peer(shared.clone()).await?;
+        let (audio, audio_ssrc) = local_track(RtpCodecKind::Audio, "audio/opus", 48000, 2);
+        pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await?;
+        let video = if spec.video.is_some() {
+            let (track, ssrc) = local_track(RtpCodecKind::Video, "video/VP8", 90000, 0);
+            pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
+            Some((track, ssrc))
+        } else {
+            None
+        };
+        let (location, etag, answer) = match post_offer(
+            http_base,
+            &format!("/whip/{class_id}"),
+            token,
+            &pc,
+            &mut gathered,
+        )
+        .await?
+        {
+            Ok(created) => created,
+            Err((status, body)) => {
+                let _ = pc.close().await;
+                return Ok(HttpOfferOutcome::Refused(status, body));
+            }
+        };
+        pc.set_remote_description(RTCSessionDescription::answer(answer.clone())?)
+            .await?;
+        match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
+            Ok(Some(true)) => {}
+            _ => bail!("the WHIP session did not connect"),
+        }
+        let mut tasks = Vec::new();
+        if let Some(hz) = spec.tone_hz {
+            let pt = payload_type(&pc, RtpCodecKind::Audio).await?;
+            tasks.push(tokio::spawn(send_tone(
+                audio,
+                audio_ssrc,
+                pt,
+                hz,
+                OpusOptions::default(),
+            )));
+        }
+        if let (Some(v), Some((track, ssrc))) = (spec.video, video) {
+            let pt = payload_type(&pc, RtpCodecKind::Video).await?;
+            tasks.push(tokio::spawn(send_video(track, ssrc, pt, v)));
+        }
+        Ok(HttpOfferOutcome::Created(Self {
+            location,
+            answer,
+            etag,
+            pc,
+            shared,
+            tasks,
+        }))
+    }
+
+    /// WHEP: watch the master classroom of `class_id`.
+    pub async fn view(
+        http_base: &str,
+        class_id: &str,
+        token: &str,
+    ) -> anyhow::Result<HttpOfferOutcome> {
+        use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (pc, mut gathered, mut connected) = new_peer(shared.clone()).await?;
+        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+            pc.add_transceiver_from_kind(
+                kind,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        }
+        let (location, etag, answer) = match post_offer(
+            http_base,
+            &format!("/whep/{class_id}"),
+            token,
+            &pc,
+            &mut gathered,
+        )
+        .await?
+        {
+            Ok(created) => created,
+            Err((status, body)) => {
+                let _ = pc.close().await;
+                return Ok(HttpOfferOutcome::Refused(status, body));
+            }
+        };
+        pc.set_remote_description(RTCSessionDescription::answer(answer.clone())?)
+            .await?;
+        match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
+            Ok(Some(true)) => {}
+            _ => bail!("the WHEP session did not connect"),
+        }
+        Ok(HttpOfferOutcome::Created(Self {
+            location,
+            answer,
+            etag,
+            pc,
+            shared,
+            tasks: Vec::new(),
+        }))
+    }
+
+    /// What a viewer has received, by track id (its kind is known from the codec, not the class).
+    pub fn received(&self) -> HashMap<String, ReceivedTrack> {
+        self.shared.lock().received.clone()
+    }
+
+    /// Restart ICE by `PATCH` (RFC 9725 §4.3.2): new local credentials out, the server's back.
+    /// Returns the status of the `PATCH`.
+    pub async fn restart_ice(&mut self, http_base: &str, token: &str) -> anyhow::Result<u16> {
+        self.pc.restart_ice().await?;
+        let offer = self.pc.create_offer(None).await?;
+        self.pc.set_local_description(offer).await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let local = self
+            .pc
+            .local_description()
+            .await
+            .ok_or_else(|| anyhow!("no local description"))?
+            .sdp;
+        let response = reqwest::Client::new()
+            .patch(format!(
+                "{}{}",
+                http_base.trim_end_matches('/'),
+                self.location
+            ))
+            .bearer_auth(token)
+            .header("content-type", "application/trickle-ice-sdpfrag")
+            .header("if-match", &self.etag)
+            .body(tandem_sfu::sdp::ice_fragment(&local))
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Ok(status);
+        }
+        if let Some(etag) = response.headers().get("etag").and_then(|v| v.to_str().ok()) {
+            self.etag = etag.to_owned();
+        }
+        let fragment = response.text().await?;
+        let value = |name: &str| {
+            fragment
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(name).map(str::to_owned))
+                .ok_or_else(|| anyhow!("the fragment has no {name}"))
+        };
+        let answer = tandem_sfu::sdp::with_ice_credentials(
+            &self.answer,
+            &value("a=ice-ufrag:")?,
+            &value("a=ice-pwd:")?,
+        );
+        self.pc
+            .set_remote_description(RTCSessionDescription::answer(answer.clone())?)
+            .await?;
+        self.answer = answer;
+        Ok(status)
+    }
+
+    /// End the session with `DELETE` on its location; returns the status.
+    pub async fn end(mut self, http_base: &str, token: &str) -> anyhow::Result<u16> {
+        let status = reqwest::Client::new()
+            .delete(format!(
+                "{}{}",
+                http_base.trim_end_matches('/'),
+                self.location
+            ))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .status()
+            .as_u16();
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        let _ = self.pc.close().await;
+        Ok(status)
+    }
+}
+
+impl Drop for HttpMediaSession {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -835,6 +1332,42 @@ mod tests {
         assert!((hz - 660.0).abs() <= 10.0, "found {hz}");
     }
 
+    const ANSWER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+        c=IN IP4 0.0.0.0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 40001 typ host\r\n\
+        a=end-of-candidates\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+        a=candidate:1 1 udp 2130706431 127.0.0.1 40001 typ host\r\n";
+
+    #[test]
+    fn the_server_candidate_is_found_and_moved_to_the_proxy() {
+        let server: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+        let proxy: SocketAddr = "127.0.0.1:50123".parse().unwrap();
+        assert_eq!(server_candidate_addr(ANSWER), Some(server));
+        let rewritten = rewrite_candidates(ANSWER, server, proxy);
+        assert_eq!(
+            rewritten
+                .matches("a=candidate:1 1 udp 2130706431 127.0.0.1 50123 typ host\r\n")
+                .count(),
+            2,
+            "{rewritten}"
+        );
+        assert!(!rewritten.contains("40001"));
+        assert_eq!(server_candidate_addr(&rewritten), Some(proxy));
+        // Everything else is byte for byte the same.
+        assert_eq!(rewritten.replace("50123", "40001"), ANSWER);
+        // Another address is left alone; so is an SDP without candidates.
+        let other: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(rewrite_candidates(ANSWER, other, proxy), ANSWER);
+        assert_eq!(server_candidate_addr("v=0\nm=audio 9 x\n"), None);
+        assert_eq!(
+            rewrite_candidates(
+                "v=0\na=candidate:1 1 udp 1 127.0.0.1 40001 typ host\n",
+                server,
+                proxy
+            ),
+            "v=0\na=candidate:1 1 udp 1 127.0.0.1 50123 typ host\n"
+        );
+    }
+
     #[test]
     fn links_carry_their_token() {
         assert_eq!(
@@ -842,195 +1375,5 @@ mod tests {
             "abc.def"
         );
         assert_eq!(ws_url("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/ws");
-    }
-}
-
-/// A WHIP publisher or WHEP viewer: a standard client that speaks HTTP and SDP, no WebSocket.
-pub struct HttpMediaSession {
-    pub location: String,
-    pc: Arc<dyn PeerConnection>,
-    shared: Arc<Mutex<Shared>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-/// What a WHIP/WHEP server answered to an offer.
-pub enum HttpOfferOutcome {
-    Created(HttpMediaSession),
-    /// The server refused: status and body.
-    Refused(u16, String),
-}
-
-async fn post_offer(
-    http_base: &str,
-    path: &str,
-    token: &str,
-    pc: &Arc<dyn PeerConnection>,
-    gathered: &mut mpsc::UnboundedReceiver<()>,
-) -> anyhow::Result<Result<(String, String), (u16, String)>> {
-    let offer = pc.create_offer(None).await?;
-    pc.set_local_description(offer).await?;
-    let _ = tokio::time::timeout(Duration::from_secs(2), gathered.recv()).await;
-    let sdp = pc
-        .local_description()
-        .await
-        .ok_or_else(|| anyhow!("no local description"))?
-        .sdp;
-    let response = reqwest::Client::new()
-        .post(format!("{}{path}", http_base.trim_end_matches('/')))
-        .bearer_auth(token)
-        .header("content-type", "application/sdp")
-        .body(sdp)
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = response.text().await?;
-    if status != 201 {
-        return Ok(Err((status, body)));
-    }
-    Ok(Ok((location, body)))
-}
-
-impl HttpMediaSession {
-    /// WHIP: publish a tone (and synthetic video) into `class_id` with a teacher or invite token.
-    pub async fn publish(
-        http_base: &str,
-        class_id: &str,
-        token: &str,
-        spec: PublishSpec,
-    ) -> anyhow::Result<HttpOfferOutcome> {
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let (pc, mut gathered, mut connected) = new_peer(shared.clone()).await?;
-        let (audio, audio_ssrc) = local_track(RtpCodecKind::Audio, "audio/opus", 48000, 2);
-        pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await?;
-        let video = if spec.video.is_some() {
-            let (track, ssrc) = local_track(RtpCodecKind::Video, "video/VP8", 90000, 0);
-            pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
-            Some((track, ssrc))
-        } else {
-            None
-        };
-        let (location, answer) = match post_offer(
-            http_base,
-            &format!("/whip/{class_id}"),
-            token,
-            &pc,
-            &mut gathered,
-        )
-        .await?
-        {
-            Ok(created) => created,
-            Err((status, body)) => {
-                let _ = pc.close().await;
-                return Ok(HttpOfferOutcome::Refused(status, body));
-            }
-        };
-        pc.set_remote_description(RTCSessionDescription::answer(answer)?)
-            .await?;
-        match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
-            Ok(Some(true)) => {}
-            _ => bail!("the WHIP session did not connect"),
-        }
-        let mut tasks = Vec::new();
-        if let Some(hz) = spec.tone_hz {
-            let pt = payload_type(&pc, RtpCodecKind::Audio).await?;
-            tasks.push(tokio::spawn(send_tone(audio, audio_ssrc, pt, hz)));
-        }
-        if let (Some(v), Some((track, ssrc))) = (spec.video, video) {
-            let pt = payload_type(&pc, RtpCodecKind::Video).await?;
-            tasks.push(tokio::spawn(send_video(track, ssrc, pt, v)));
-        }
-        Ok(HttpOfferOutcome::Created(Self {
-            location,
-            pc,
-            shared,
-            tasks,
-        }))
-    }
-
-    /// WHEP: watch the master classroom of `class_id`.
-    pub async fn view(
-        http_base: &str,
-        class_id: &str,
-        token: &str,
-    ) -> anyhow::Result<HttpOfferOutcome> {
-        use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let (pc, mut gathered, mut connected) = new_peer(shared.clone()).await?;
-        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
-            pc.add_transceiver_from_kind(
-                kind,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Recvonly,
-                    ..Default::default()
-                }),
-            )
-            .await?;
-        }
-        let (location, answer) = match post_offer(
-            http_base,
-            &format!("/whep/{class_id}"),
-            token,
-            &pc,
-            &mut gathered,
-        )
-        .await?
-        {
-            Ok(created) => created,
-            Err((status, body)) => {
-                let _ = pc.close().await;
-                return Ok(HttpOfferOutcome::Refused(status, body));
-            }
-        };
-        pc.set_remote_description(RTCSessionDescription::answer(answer)?)
-            .await?;
-        match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
-            Ok(Some(true)) => {}
-            _ => bail!("the WHEP session did not connect"),
-        }
-        Ok(HttpOfferOutcome::Created(Self {
-            location,
-            pc,
-            shared,
-            tasks: Vec::new(),
-        }))
-    }
-
-    /// What a viewer has received, by track id (its kind is known from the codec, not the class).
-    pub fn received(&self) -> HashMap<String, ReceivedTrack> {
-        self.shared.lock().received.clone()
-    }
-
-    /// End the session with `DELETE` on its location; returns the status.
-    pub async fn end(mut self, http_base: &str, token: &str) -> anyhow::Result<u16> {
-        let status = reqwest::Client::new()
-            .delete(format!(
-                "{}{}",
-                http_base.trim_end_matches('/'),
-                self.location
-            ))
-            .bearer_auth(token)
-            .send()
-            .await?
-            .status()
-            .as_u16();
-        for task in self.tasks.drain(..) {
-            task.abort();
-        }
-        let _ = self.pc.close().await;
-        Ok(status)
-    }
-}
-
-impl Drop for HttpMediaSession {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
     }
 }

@@ -29,6 +29,7 @@ enum Command {
     PublishOffer(ClassroomId, String, Vec<(String, Source)>, Reply<String>),
     SubscribeAnswer(ClassroomId, String, Reply<()>),
     ViewOffer(ClassroomId, String, Reply<String>),
+    RestartIce(ClassroomId, Leg, String, String, Reply<String>),
     Candidate(ClassroomId, Leg, RTCIceCandidateInit, Reply<()>),
     Tracks(ClassId, oneshot::Sender<Vec<TrackInfo>>),
     TransportCount(oneshot::Sender<usize>),
@@ -121,6 +122,9 @@ fn apply(router: &mut Router, command: Command) {
         Command::SubscribeAnswer(classroom, sdp, reply) => {
             let _ = reply.send(router.subscribe_answer(now, &classroom, sdp));
         }
+        Command::RestartIce(classroom, leg, ufrag, pwd, reply) => {
+            let _ = reply.send(router.restart_ice(now, &classroom, leg, &ufrag, &pwd));
+        }
         Command::ViewOffer(classroom, sdp, reply) => {
             let _ = reply.send(router.view_offer(now, &classroom, sdp));
         }
@@ -195,6 +199,18 @@ impl SfuHandle {
         sdp: String,
     ) -> Result<String, SfuError> {
         self.ask(|reply| Command::ViewOffer(classroom, sdp, reply))
+            .await
+    }
+
+    /// ICE restart on a leg the client offered; returns the server's SDP fragment.
+    pub async fn restart_ice(
+        &self,
+        classroom: ClassroomId,
+        leg: Leg,
+        ufrag: String,
+        pwd: String,
+    ) -> Result<String, SfuError> {
+        self.ask(|reply| Command::RestartIce(classroom, leg, ufrag, pwd, reply))
             .await
     }
 

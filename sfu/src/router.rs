@@ -422,6 +422,54 @@ impl Router {
         Ok(sdp)
     }
 
+    /// ICE restart on a leg the client offered (WHIP/WHEP `PATCH`): the client's new credentials
+    /// replace the old ones in its last offer, the leg answers again, and the server's side of the
+    /// new ICE session comes back as an SDP fragment (`a=ice-ufrag`, `a=ice-pwd`, its candidate).
+    pub fn restart_ice(
+        &mut self,
+        now: Instant,
+        classroom: &ClassroomId,
+        leg: Leg,
+        ufrag: &str,
+        pwd: &str,
+    ) -> Result<String, SfuError> {
+        let member = self
+            .members
+            .get(classroom)
+            .ok_or(SfuError::UnknownClassroom)?;
+        let key = match leg {
+            Leg::Publish => member.publish,
+            Leg::Subscribe => member.subscribe.filter(|_| member.fixed),
+        }
+        .ok_or(SfuError::NotAllowed(
+            "only a leg the client offered restarts by PATCH",
+        ))?;
+        let transport = self
+            .transports
+            .get_mut(&key)
+            .ok_or(SfuError::UnknownClassroom)?;
+        let offer = transport
+            .pc
+            .remote_description()
+            .map(|d| d.sdp.clone())
+            .ok_or(SfuError::Negotiation("no offer to restart".into()))?;
+        let offer = crate::sdp::with_ice_credentials(&offer, ufrag, pwd);
+        transport
+            .pc
+            .set_remote_description(now, RTCSessionDescription::offer(offer)?)?;
+        let answer = transport.pc.create_answer(None)?;
+        transport.pc.set_local_description(now, answer)?;
+        let answer = transport
+            .pc
+            .local_description()
+            .map(|d| d.sdp)
+            .ok_or(SfuError::Negotiation("no local description".into()))?;
+        self.dirty.insert(key);
+        self.drain(now, key);
+        self.flush();
+        Ok(crate::sdp::ice_fragment(&answer))
+    }
+
     /// A trickled ICE candidate from the classroom.
     pub fn add_remote_candidate(
         &mut self,

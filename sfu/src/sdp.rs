@@ -45,6 +45,41 @@ pub fn sending_track_ids(sdp: &str) -> Option<HashSet<String>> {
     (!unnamed).then_some(sending)
 }
 
+/// `sdp` with every `a=ice-ufrag` / `a=ice-pwd` replaced (an ICE restart of the whole session).
+pub fn with_ice_credentials(sdp: &str, ufrag: &str, pwd: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.lines() {
+        let line = line.trim_end();
+        if line.starts_with("a=ice-ufrag:") {
+            out.push_str(&format!("a=ice-ufrag:{ufrag}"));
+        } else if line.starts_with("a=ice-pwd:") {
+            out.push_str(&format!("a=ice-pwd:{pwd}"));
+        } else {
+            out.push_str(line);
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// The ICE part of a description as an SDP fragment (RFC 8840): credentials, candidates, end.
+pub fn ice_fragment(sdp: &str) -> String {
+    let mut fragment = String::new();
+    let mut seen = std::collections::HashSet::new();
+    for line in sdp.lines().map(str::trim) {
+        let ice = line.starts_with("a=ice-lite")
+            || line.starts_with("a=ice-ufrag:")
+            || line.starts_with("a=ice-pwd:")
+            || line.starts_with("a=candidate:");
+        if ice && seen.insert(line.to_owned()) {
+            fragment.push_str(line);
+            fragment.push_str("\r\n");
+        }
+    }
+    fragment.push_str("a=end-of-candidates\r\n");
+    fragment
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +95,21 @@ mod tests {
         assert!(ids.contains("mic") && ids.contains("cam"));
         assert!(!ids.contains("screen"), "inactive");
         assert!(!ids.contains("old"), "rejected");
+    }
+
+    #[test]
+    fn credentials_are_replaced_and_extracted() {
+        let sdp = "v=0\r\nm=audio 9 RTP/SAVPF 111\r\na=ice-ufrag:old\r\na=ice-pwd:oldpwd\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n";
+        let restarted = with_ice_credentials(sdp, "new", "newpwd");
+        assert!(
+            restarted.contains("a=ice-ufrag:new\r\n") && restarted.contains("a=ice-pwd:newpwd\r\n")
+        );
+        assert!(!restarted.contains("old"));
+        let fragment = ice_fragment(&restarted);
+        assert_eq!(
+            fragment,
+            "a=ice-ufrag:new\r\na=ice-pwd:newpwd\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\na=end-of-candidates\r\n"
+        );
     }
 
     #[test]

@@ -317,8 +317,7 @@ fn find<'a>(
     Ok(session)
 }
 
-/// Trickle ICE (RFC 9725 §4.3.1). An ICE restart is not offered: an ICE-lite server on one port
-/// keeps its candidate, and a client that lost its path starts a new session instead (422).
+/// Trickle ICE (RFC 9725 §4.3.1) and ICE restart (§4.3.2) by `PATCH` with an SDP fragment.
 async fn patch(
     state: AppState,
     direction: Direction,
@@ -340,14 +339,38 @@ async fn patch(
         ));
     }
     let fragment = String::from_utf8_lossy(&body).into_owned();
-    if let Some(ufrag) = attribute(&fragment, "ice-ufrag")
-        && ufrag != session.ice_ufrag
-    {
-        return Err(WhipError(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::NegotiationFailed,
-            "ICE restarts are not supported; start a new session".into(),
-        ));
+    let classroom = session.seat.classroom_id.clone();
+    let restart = attribute(&fragment, "ice-ufrag")
+        .filter(|ufrag| *ufrag != session.ice_ufrag)
+        .map(str::to_owned);
+    drop(session);
+    if let Some(ufrag) = restart {
+        // An ICE restart (RFC 9725 §4.3.2): the client's new credentials, the server's fragment back.
+        let pwd = attribute(&fragment, "ice-pwd")
+            .ok_or_else(|| {
+                WhipError(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadMessage,
+                    "an ICE restart needs a=ice-pwd too".into(),
+                )
+            })?
+            .to_owned();
+        let answer = state
+            .hub
+            .sfu
+            .restart_ice(classroom, direction.leg(), ufrag.clone(), pwd)
+            .await
+            .map_err(sdp_error)?;
+        if let Some(mut session) = state.sessions.0.get_mut(&id) {
+            session.ice_ufrag = ufrag.clone();
+        }
+        let mut response = (StatusCode::OK, answer).into_response();
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(TRICKLE));
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{ufrag}\"")) {
+            h.insert(header::ETAG, v);
+        }
+        return Ok(response);
     }
     let mut mid = None;
     let mut candidates = Vec::new();
@@ -364,8 +387,6 @@ async fn patch(
             });
         }
     }
-    let classroom = session.seat.classroom_id.clone();
-    drop(session);
     for candidate in candidates {
         state
             .hub
