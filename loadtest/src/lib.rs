@@ -4,6 +4,7 @@ pub mod cli;
 pub mod client;
 pub mod html;
 pub mod link;
+pub mod loss;
 pub mod proc_stats;
 pub mod report;
 pub mod slo;
