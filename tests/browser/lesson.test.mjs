@@ -304,12 +304,19 @@ test('a dual-teacher lesson in the browser', { timeout: 300_000 }, async (t) => 
     await shot(teacher, '07-teacher-chinese');
   });
 
-  await t.test('audio only hides video on A and keeps the sound', async () => {
+  await t.test('audio only: the server stops sending video to A, the sound goes on, video comes back', async () => {
     await byTestId(roomA, 'audio-only').click();
-    await byTestId(roomA, 'audio-only-note').waitFor();
+    await byTestId(roomA, 'audio-only-note').filter({ hasText: 'server has stopped sending video' }).waitFor();
     assert.equal(await roomA.locator('[data-testid="main-video"]').isHidden(), true);
+    // subscribe_prefs {video: false}: the server re-offers without any video track.
+    await roomA.waitForFunction(() => {
+      const subscribed = Object.values(window.tandem.state().subscribed);
+      return subscribed.length > 0 && subscribed.every((t) => t.kind !== 'video');
+    });
     await waitForFlow(roomA, { classroom_id: ids.teacher, kind: 'audio' }, 'classroom A audio-only ← teacher audio');
     await byTestId(roomA, 'audio-only').click();
+    await roomA.waitForFunction(() => Object.values(window.tandem.state().subscribed).some((t) => t.kind === 'video'));
+    await waitForFlow(roomA, { classroom_id: ids.teacher, kind: 'video', source: 'camera' }, 'classroom A ← teacher video after audio only');
     await roomA.waitForFunction(() => document.querySelector('[data-testid="main-video"]').videoWidth > 0);
   });
 

@@ -5,12 +5,13 @@ import { languageSelector, messageScreen } from './ui.js';
 import { renderHome } from './home.js';
 import { renderTeacher } from './teacher.js';
 import { renderClassroom } from './classroom.js';
+import { renderPupil } from './pupil.js';
 
 /** `/teach/c_x#token=…` → {page: 'teach', classId: 'c_x', token}. Pure; exported for tests. */
 export function route(pathname, hash) {
   const params = new URLSearchParams(String(hash || '').replace(/^#/, ''));
   const token = params.get('token') || '';
-  const m = /^\/(teach|join)\/([^/]+)\/?$/.exec(pathname);
+  const m = /^\/(teach|join|vote)\/([^/]+)\/?$/.exec(pathname);
   if (m) return { page: m[1], classId: decodeURIComponent(m[2]), token };
   if (pathname === '/' || pathname === '/index.html') return { page: 'home' };
   return { page: 'not_found' };
@@ -26,6 +27,8 @@ function installHook() {
     quality: () => (live ? structuredClone(live.quality) : null),
     stats: () => (live ? live.stats() : Promise.resolve([])),
     lang: () => t.lang(),
+    board: () => (live && live.board ? structuredClone(live.board.board) : null),
+    polls: () => (live && live.polls ? structuredClone(live.polls) : null),
   };
   Object.defineProperty(window, 'tandem', { value: Object.freeze(hook), writable: false, configurable: false });
 }
@@ -45,7 +48,7 @@ async function main() {
   root.removeAttribute('aria-busy');
   const where = route(location.pathname, location.hash);
   const onLive = (session) => { live = session; };
-  if ((where.page === 'teach' || where.page === 'join') && !where.token) {
+  if ((where.page === 'teach' || where.page === 'join' || where.page === 'vote') && !where.token) {
     messageScreen(root, { title: 'failure.noToken.title', body: 'failure.noToken.body', tone: 'error', testid: 'failure-no-token', actions: [{ i18n: 'action.home', href: '/', testid: 'go-home' }] });
     return;
   }
@@ -58,6 +61,9 @@ async function main() {
       break;
     case 'join':
       await renderClassroom(root, { classId: where.classId, token: where.token, onLive });
+      break;
+    case 'vote':
+      await renderPupil(root, { classId: where.classId, token: where.token, onLive });
       break;
     default:
       messageScreen(root, { title: 'failure.page.title', body: 'failure.page.body', tone: 'error', testid: 'failure-page', actions: [{ i18n: 'action.home', href: '/', testid: 'go-home' }] });

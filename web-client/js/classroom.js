@@ -1,5 +1,6 @@
 // A remote classroom's big screen: the teacher's screen share (or camera) large, the teacher's
-// camera picture-in-picture, the classroom on stage beside it, our own picture small.
+// camera picture-in-picture, the classroom on stage beside it, our own picture small; below, the
+// shared whiteboard (drawing when the teacher allows it) and the vote card.
 
 import { h, setText, clear } from './dom.js';
 import { getClass } from './api.js';
@@ -11,6 +12,8 @@ import { stopStream } from './media.js';
 import { announce, attachStream, videoElement, messageScreen } from './ui.js';
 import { showFailure } from './errors.js';
 import { statusPill, connectStatus } from './status.js';
+import { boardPanel } from './board.js';
+import { voteCard } from './poll-ui.js';
 
 const NAME_KEY = 'tandem.classroomName';
 
@@ -89,6 +92,7 @@ function buildLivePage(root, { info, name, live, media, rejoin }) {
   const leaveButton = h('button', { type: 'button', class: 'danger', i18n: 'classroom.leave', testid: 'leave' });
   const audioOnlyNote = h('p', { class: 'hint', i18n: 'classroom.audioOnlyNote', hidden: true, testid: 'audio-only-note' });
   let audioOnly = false;
+  const board = boardPanel(live, { isTeacher: false });
 
   clear(root);
   root.append(h('section', { class: 'live classroom', testid: 'classroom-live' },
@@ -106,7 +110,8 @@ function buildLivePage(root, { info, name, live, media, rejoin }) {
           h('figcaption', {}, h('span', { i18n: 'classroom.selfCaption' }), ' ', selfBadge)))),
     h('div', { class: 'controls classroom-controls', role: 'toolbar', 'aria-label': '', i18nAttr: { 'aria-label': 'classroom.controls' } },
       handButton, micButton, audioOnlyButton, leaveButton),
-    audioOnlyNote));
+    audioOnlyNote,
+    h('div', { class: 'work-grid' }, board.element, h('div', { class: 'side' }, voteCard(live)))));
   connectStatus(live, root.querySelector('[data-testid="connection-status"]'), banner);
 
   function syncControls() {
@@ -239,6 +244,7 @@ function buildLivePage(root, { info, name, live, media, rejoin }) {
   renderVideos();
 
   function cleanup() {
+    board.stop();
     remote.clear();
     stopStream(media.stream);
   }

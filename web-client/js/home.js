@@ -43,8 +43,9 @@ export function renderHome(root) {
       const created = await createClass({ title: titleValue, teacherName: nameValue });
       try {
         localStorage.setItem(NAME_KEY, nameValue);
-        // The teacher page shows the invite link; the server hands it out only here.
+        // A fallback for the teacher page's links (it asks the server for them first).
         localStorage.setItem(`tandem.invite.${created.class_id}`, created.invite_url);
+        if (created.pupil_url) localStorage.setItem(`tandem.pupil.${created.class_id}`, created.pupil_url);
       } catch { /* private mode: the teacher page says the link is unavailable */ }
       location.assign(created.teacher_url);
     } catch (err) {

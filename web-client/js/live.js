@@ -5,14 +5,20 @@ import { SignalingClient, msg, wsUrl } from './protocol.js';
 import { initialState, reduce } from './state.js';
 import { RtcSession } from './rtc.js';
 import { grade, intervalLoss, worst } from './quality.js';
+import { BoardReplica } from './board-model.js';
+import { initialPolls, reducePolls } from './poll-model.js';
 
 const QUALITY_INTERVAL_MS = 2000;
 const STALL_MS = 5000;
+const POLL_MESSAGES = new Set(['poll', 'poll_voted', 'poll_counts', 'poll_result']);
+const POLL_REQUESTS = new Set(['poll_start', 'poll_vote', 'poll_close', 'poll_publish']);
 
 /**
  * Events: `change` (class state changed), `status` {status} (signaling), `remote-tracks`
  * {tracks}, `leg-state` {leg, state}, `quality` {byClassroom, overall}, `fatal` {code},
- * `server-error` {code, message, in_reply_to}, `mute-requested`, `ended`.
+ * `server-error` {code, message, in_reply_to}, `mute-requested`, `ended`, `board` {board, applied}
+ * (the whiteboard changed; `applied` is null after a catch-up), `board-error` {code, message},
+ * `laser` {classroom_id, page, point|null}, `polls` {polls}, `poll-error` {code, message, in_reply_to}.
  */
 export class LiveSession extends EventTarget {
   constructor({ token, name, local }) {
@@ -26,7 +32,12 @@ export class LiveSession extends EventTarget {
     this.prevStats = new Map();
     this.progress = new Map(); // video track_id -> {frames, since}
     this.quality = { byClassroom: {}, overall: 'unknown' };
+    this.polls = initialPolls();
     this.signaling = new SignalingClient({ url: wsUrl(location), token, name });
+    this.board = new BoardReplica({
+      send: (m) => this.signaling.send(m),
+      onChange: (board, applied) => this.#emit('board', { board, applied }),
+    });
     this.signaling.addEventListener('welcome', (e) => this.#onWelcome(e.detail));
     this.signaling.addEventListener('message', (e) => this.#onMessage(e.detail));
     this.signaling.addEventListener('status', (e) => this.#emit('status', e.detail));
@@ -55,6 +66,10 @@ export class LiveSession extends EventTarget {
 
   #onWelcome(welcome) {
     this.#setState(reduce(this.state, welcome));
+    this.board.rejoined();
+    this.#setPolls(reducePolls(this.polls, welcome));
+    // The server forgets the preference when this classroom comes back as a new session.
+    if (this.audioOnly) this.signaling.send(msg.subscribePrefs(false));
     // First join, or a resume: both legs start from scratch (the server forgot the old ones).
     this.#rebuildRtc();
   }
@@ -81,10 +96,32 @@ export class LiveSession extends EventTarget {
     this.#emit('remote-tracks', { tracks: [] });
   }
 
+  #setPolls(next) {
+    if (next === this.polls) return;
+    this.polls = next;
+    this.#emit('polls', { polls: next });
+  }
+
   #onMessage(m) {
     this.#setState(reduce(this.state, m));
+    if (POLL_MESSAGES.has(m.type)) {
+      this.#setPolls(reducePolls(this.polls, m));
+      return;
+    }
     const rtc = this.rtc;
     switch (m.type) {
+      case 'board_op':
+        this.board.onApplied(m.applied);
+        break;
+      case 'board_catchup':
+        this.board.onCatchup(m.catchup);
+        break;
+      case 'laser':
+        this.#emit('laser', { classroom_id: m.classroom_id, page: m.page, point: m.point });
+        break;
+      case 'laser_off':
+        this.#emit('laser', { classroom_id: m.classroom_id, page: null, point: null });
+        break;
       case 'publish_answer':
         rtc?.handlePublishAnswer(m.sdp);
         break;
@@ -103,6 +140,8 @@ export class LiveSession extends EventTarget {
       case 'error':
         if (m.in_reply_to === 'publish_offer') rtc?.publishRejected();
         if (m.code === 'class_ended') this.#end();
+        else if (m.in_reply_to === 'board_op' || m.in_reply_to === 'laser') this.#emit('board-error', m);
+        else if (POLL_REQUESTS.has(m.in_reply_to)) this.#emit('poll-error', m);
         else this.#emit('server-error', m);
         break;
       default:
@@ -143,6 +182,13 @@ export class LiveSession extends EventTarget {
   stageRemove(classroomId) { return this.send(msg.stageRemove(classroomId)); }
   muteRequest(classroomId) { return this.send(msg.muteRequest(classroomId)); }
   endClass() { return this.send(msg.endClass()); }
+  boardOp(op) { return this.send(msg.boardOp(op)); }
+  laser(page, point) { return this.send(msg.laser(page, point)); }
+  laserOff() { return this.send(msg.laserOff()); }
+  pollStart(spec) { return this.send(msg.pollStart(spec)); }
+  pollVote(pollId, choices) { return this.send(msg.pollVote(pollId, choices)); }
+  pollClose(pollId) { return this.send(msg.pollClose(pollId)); }
+  pollPublish(pollId) { return this.send(msg.pollPublish(pollId)); }
 
   leave() {
     this.signaling.leave();
@@ -159,8 +205,13 @@ export class LiveSession extends EventTarget {
     if (this.rtc) await this.rtc.stopScreen();
   }
 
+  /**
+   * Audio only for a weak link: the server stops forwarding video to this classroom and re-offers
+   * (`subscribe_prefs`), and the page stops showing video at once.
+   */
   setAudioOnly(on) {
     this.audioOnly = !!on;
+    this.signaling.send(msg.subscribePrefs(!this.audioOnly));
     if (this.rtc) this.rtc.setAudioOnly(on);
   }
 

@@ -33,6 +33,15 @@ export const msg = {
   endClass: () => ({ type: 'end_class' }),
   ping: () => ({ type: 'ping' }),
   leave: () => ({ type: 'leave' }),
+  subscribePrefs: (video) => ({ type: 'subscribe_prefs', video: !!video }),
+  boardOp: (op) => ({ type: 'board_op', op }),
+  boardSync: (sinceSeq) => (sinceSeq == null ? { type: 'board_sync' } : { type: 'board_sync', since_seq: sinceSeq }),
+  laser: (page, point) => ({ type: 'laser', page, point }),
+  laserOff: () => ({ type: 'laser_off' }),
+  pollStart: (spec) => ({ type: 'poll_start', spec }),
+  pollVote: (pollId, choices) => ({ type: 'poll_vote', poll_id: pollId, choices: [...choices] }),
+  pollClose: (pollId) => ({ type: 'poll_close', poll_id: pollId }),
+  pollPublish: (pollId) => ({ type: 'poll_publish', poll_id: pollId }),
 };
 
 /** Required fields (and their JS types) of every server → client message. */
@@ -51,6 +60,14 @@ const SERVER_SHAPES = {
   mute_requested: {},
   class_ended: {},
   pong: {},
+  board_op: { applied: 'object' },
+  board_catchup: { catchup: 'object' },
+  laser: { classroom_id: 'string', page: 'number', point: 'array' },
+  laser_off: { classroom_id: 'string' },
+  poll: { poll: 'object' },
+  poll_voted: { poll_id: 'number', choices: 'array' },
+  poll_counts: { poll_id: 'number', counts: 'array', voters_total: 'number' },
+  poll_result: { results: 'object' },
   error: { code: 'string', message: 'string' },
 };
 

@@ -1,5 +1,6 @@
 // The lead teacher's page: remote classrooms as tiles, the invite link and its QR code, the
-// raise-hand queue, stage and mute controls, screen share, End class.
+// raise-hand queue, stage, mute and drawing-permission controls, screen share, End class; the
+// whiteboard, the poll panel, the pupil voting link (QR code) and the class report.
 
 import { h, setText, setAttrText, clear } from './dom.js';
 import { getClass } from './api.js';
@@ -13,6 +14,9 @@ import { t, onLanguageChange } from './i18n.js';
 import { announce, attachStream, videoElement, levelMeter, messageScreen } from './ui.js';
 import { showFailure } from './errors.js';
 import { statusPill, connectStatus } from './status.js';
+import { boardPanel } from './board.js';
+import { mayDraw } from './board-model.js';
+import { teacherPollPanel } from './poll-ui.js';
 
 export async function renderTeacher(root, { classId, token, onLive }) {
   messageScreen(root, { title: 'common.loading', testid: 'loading' });
@@ -34,30 +38,37 @@ export async function renderTeacher(root, { classId, token, onLive }) {
     local: { microphone: media.microphone, camera: media.camera, stream: media.stream },
   });
   onLive(live);
-  buildLivePage(root, { info, classId, live, media });
+  buildLivePage(root, { info, classId, token, live, media });
   live.start();
 }
 
-/** The invite link: from the server if it tells the teacher (proposed), else as saved at creation. */
-function inviteUrlFor(classId, info) {
-  if (info && typeof info.invite_url === 'string') return info.invite_url;
-  try { return localStorage.getItem(`tandem.invite.${classId}`); } catch { return null; }
+/**
+ * A class link (`invite` for classrooms, `pupil` for pupils' voting): from the server, which hands
+ * it to the teacher token, else as saved on this computer when the class was created.
+ */
+export function linkFor(kind, classId, info) {
+  const field = kind === 'pupil' ? 'pupil_url' : 'invite_url';
+  if (info && typeof info[field] === 'string' && info[field]) return info[field];
+  try { return localStorage.getItem(`tandem.${kind}.${classId}`); } catch { return null; }
 }
 
-function invitePanel(classId, info) {
-  const url = inviteUrlFor(classId, info);
-  const section = h('section', { class: 'card invite', 'aria-labelledby': 'invite-heading', testid: 'invite' },
-    h('h2', { id: 'invite-heading', i18n: 'teacher.invite.heading' }));
+/** The invite link (kind `invite`) or the pupil voting link (kind `pupil`), copyable, as a QR code. */
+function linkPanel(kind, classId, info) {
+  const url = linkFor(kind, classId, info);
+  const k = `teacher.${kind}`;
+  const section = h('section', { class: `card invite link-${kind}`, 'aria-labelledby': `${kind}-heading`, testid: kind === 'pupil' ? 'pupil-link-panel' : 'invite' },
+    h('h2', { id: `${kind}-heading`, i18n: `${k}.heading` }));
   if (!url) {
-    section.append(h('p', { i18n: 'teacher.invite.unavailable', testid: 'invite-unavailable' }));
+    section.append(h('p', { i18n: `${k}.unavailable`, testid: `${kind}-unavailable` }));
     return section;
   }
-  const input = h('input', { id: 'invite-link', readOnly: true, value: url, testid: 'invite-link' });
-  const copied = h('span', { class: 'copied', role: 'status', testid: 'invite-copied' });
+  const inputId = `${kind}-link`;
+  const input = h('input', { id: inputId, readOnly: true, value: url, testid: kind === 'pupil' ? 'pupil-link' : 'invite-link' });
+  const copied = h('span', { class: 'copied', role: 'status', testid: `${kind}-copied` });
   const copy = h('button', {
     type: 'button',
-    i18n: 'teacher.invite.copy',
-    testid: 'copy-invite',
+    i18n: `${k}.copy`,
+    testid: kind === 'pupil' ? 'copy-pupil' : 'copy-invite',
     onclick: async () => {
       let ok = false;
       try {
@@ -70,23 +81,52 @@ function invitePanel(classId, info) {
       setText(copied, ok ? 'teacher.invite.copied' : 'teacher.invite.copyFailed');
     },
   });
-  const qr = h('div', { class: 'qr', testid: 'invite-qr' });
+  const qr = h('div', { class: 'qr', testid: `${kind}-qr` });
   try {
-    qr.innerHTML = qrToSvg(encodeQr(url), { title: t('teacher.invite.qrLabel') });
-    onLanguageChange(() => qr.firstElementChild?.setAttribute('aria-label', t('teacher.invite.qrLabel')));
+    qr.innerHTML = qrToSvg(encodeQr(url), { title: t(`${k}.qrLabel`) });
+    onLanguageChange(() => qr.firstElementChild?.setAttribute('aria-label', t(`${k}.qrLabel`)));
   } catch {
     qr.append(h('p', { i18n: 'teacher.invite.qrTooLong' }));
   }
-  section.append(
-    h('label', { for: 'invite-link', i18n: 'teacher.invite.label' }),
+  const parts = [
+    h('label', { for: inputId, i18n: `${k}.label` }),
     h('div', { class: 'copy-row' }, input, copy),
     copied,
     qr,
-    h('p', { class: 'hint', i18n: 'teacher.invite.hint' }));
+    h('p', { class: 'hint', i18n: `${k}.hint` }),
+  ];
+  if (kind === 'pupil') {
+    // The code is big on request, so a class can scan it from the projector.
+    const show = h('button', { type: 'button', i18n: 'teacher.pupil.showLarge', testid: 'pupil-qr-large', 'aria-expanded': 'false' });
+    show.addEventListener('click', () => {
+      const large = qr.classList.toggle('qr-large');
+      show.setAttribute('aria-expanded', String(large));
+      setText(show, large ? 'teacher.pupil.showSmall' : 'teacher.pupil.showLarge');
+    });
+    parts.splice(4, 0, show);
+  }
+  section.append(...parts);
   return section;
 }
 
-function buildLivePage(root, { info, classId, live, media }) {
+/** Links to the class report: an HTML page (new tab) and a CSV download. */
+export function reportUrls(classId, token, utcOffsetMinutes) {
+  const q = `token=${encodeURIComponent(token)}&utc_offset_minutes=${utcOffsetMinutes}`;
+  const base = `/api/classes/${encodeURIComponent(classId)}`;
+  return { html: `${base}/report?${q}`, csv: `${base}/report.csv?${q}` };
+}
+
+function reportPanel(classId, token) {
+  const urls = reportUrls(classId, token, -new Date().getTimezoneOffset());
+  return h('section', { class: 'card report', 'aria-labelledby': 'report-heading', testid: 'report-panel' },
+    h('h2', { id: 'report-heading', i18n: 'teacher.report.heading' }),
+    h('p', { class: 'hint', i18n: 'teacher.report.hint' }),
+    h('div', { class: 'actions' },
+      h('a', { class: 'button', href: urls.html, target: '_blank', rel: 'noopener', testid: 'report-html', i18n: 'teacher.report.open' }),
+      h('a', { class: 'button', href: urls.csv, download: `report-${classId}.csv`, testid: 'report-csv', i18n: 'teacher.report.csv' })));
+}
+
+function buildLivePage(root, { info, classId, token, live, media }) {
   const remote = new RemoteMedia(document.getElementById('remote-audio'));
   const selfVideo = videoElement({ testid: 'self-view', label: 'teacher.selfView', mirrored: true });
   const screenPreview = videoElement({ testid: 'screen-preview', label: 'teacher.screenPreview' });
@@ -107,6 +147,7 @@ function buildLivePage(root, { info, classId, live, media }) {
   const notice = h('p', { class: 'notice', role: 'status', testid: 'notice', hidden: true });
   const banner = h('p', { class: 'banner', role: 'status', testid: 'link-banner', hidden: true });
 
+  const board = boardPanel(live, { isTeacher: true });
   const tilesList = h('ul', { class: 'tiles', testid: 'classroom-tiles' });
   const emptyTiles = h('p', { class: 'empty', i18n: 'teacher.noClassrooms', testid: 'no-classrooms' });
   const classroomsHeading = h('h2', { id: 'classrooms-heading', i18n: 'teacher.classrooms', i18nParams: { count: 0 } });
@@ -131,9 +172,15 @@ function buildLivePage(root, { info, classId, live, media }) {
         endConfirm),
       h('section', { class: 'classrooms', 'aria-labelledby': 'classrooms-heading' }, classroomsHeading, emptyTiles, tilesList),
       h('div', { class: 'side' },
-        invitePanel(classId, info),
+        linkPanel('invite', classId, info),
         h('section', { class: 'card', 'aria-labelledby': 'hands-heading' },
-          h('h2', { id: 'hands-heading', i18n: 'teacher.hands' }), handsEmpty, handsList)))));
+          h('h2', { id: 'hands-heading', i18n: 'teacher.hands' }), handsEmpty, handsList))),
+    h('div', { class: 'work-grid' },
+      board.element,
+      h('div', { class: 'side' },
+        teacherPollPanel(live),
+        linkPanel('pupil', classId, info),
+        reportPanel(classId, token)))));
   connectStatus(live, root.querySelector('[data-testid="connection-status"]'), banner);
 
   // --- local controls ---
@@ -208,12 +255,16 @@ function buildLivePage(root, { info, classId, live, media }) {
       live.muteRequest(p.classroom_id);
       announce('teacher.muteAsked', { name: p.name });
     } });
+    const drawBtn = h('button', { type: 'button', testid: 'draw-toggle', 'aria-pressed': 'false', onclick: () => {
+      live.boardOp({ op: 'set_draw_permission', target: { classroom: p.classroom_id }, allowed: !mayDraw(live.board.board, p.classroom_id) });
+    } });
+    const drawBadge = h('span', { class: 'badge draw', i18n: 'teacher.tile.mayDraw', hidden: true, testid: 'draw-badge' });
     const noVideo = h('p', { class: 'no-video', i18n: 'teacher.tile.noVideo' });
     const li = h('li', { class: 'tile', testid: 'classroom-tile', dataset: { classroomId: p.classroom_id }, 'aria-label': p.name },
       h('div', { class: 'video-box' }, video, noVideo),
-      h('div', { class: 'tile-info' }, name, h('div', { class: 'badges' }, conn, quality, stageBadge, handBadge), meter),
-      h('div', { class: 'controls' }, stageBtn, muteBtn));
-    return { li, video, name, conn, quality, stageBadge, handBadge, meter, stageBtn, muteBtn, noVideo };
+      h('div', { class: 'tile-info' }, name, h('div', { class: 'badges' }, conn, quality, stageBadge, handBadge, drawBadge), meter),
+      h('div', { class: 'controls' }, stageBtn, muteBtn, drawBtn));
+    return { li, video, name, conn, quality, stageBadge, handBadge, drawBadge, meter, stageBtn, muteBtn, drawBtn, noVideo };
   }
 
   function renderClassrooms(state) {
@@ -246,7 +297,20 @@ function buildLivePage(root, { info, classId, live, media }) {
     }
     renderHands(state);
     renderVideos();
+    renderDraw();
   }
+
+  function renderDraw() {
+    for (const [id, tile] of tiles) {
+      const allowed = mayDraw(live.board.board, id);
+      const name = live.state.participants[id]?.name || id;
+      tile.drawBtn.setAttribute('aria-pressed', String(allowed));
+      setText(tile.drawBtn, allowed ? 'teacher.tile.forbidDraw' : 'teacher.tile.allowDraw');
+      setAttrText(tile.drawBtn, 'aria-label', allowed ? 'teacher.tile.forbidDrawLabel' : 'teacher.tile.allowDrawLabel', { name });
+      tile.drawBadge.hidden = !allowed;
+    }
+  }
+  live.addEventListener('board', () => renderDraw());
 
   function renderHands(state) {
     clear(handsList);
@@ -290,6 +354,7 @@ function buildLivePage(root, { info, classId, live, media }) {
     }
   });
   live.addEventListener('server-error', (e) => showNotice(`serverError.${e.detail.code}`));
+  live.addEventListener('status', (e) => { if (e.detail.status === 'joined') refreshLinks(); });
   live.addEventListener('fatal', (e) => {
     cleanup();
     showFailure(root, e.detail.code);
@@ -306,7 +371,24 @@ function buildLivePage(root, { info, classId, live, media }) {
     }
   }, 150);
 
+  // After a reconnect (e.g. a server restart) the server may hand out freshly signed links.
+  async function refreshLinks() {
+    try {
+      const fresh = await getClass(classId, token);
+      for (const kind of ['invite', 'pupil']) {
+        const url = linkFor(kind, classId, fresh);
+        const input = root.querySelector(`#${kind}-link`);
+        if (url && input && input.value !== url) {
+          input.value = url;
+          const qr = root.querySelector(`[data-testid="${kind}-qr"]`);
+          try { qr.innerHTML = qrToSvg(encodeQr(url), { title: t(`teacher.${kind}.qrLabel`) }); } catch { /* keep the old code */ }
+        }
+      }
+    } catch { /* keep the links shown */ }
+  }
+
   function cleanup() {
+    board.stop();
     clearInterval(meterTimer);
     remote.clear();
     stopStream(media.stream);

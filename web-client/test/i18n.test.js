@@ -26,7 +26,7 @@ test('every key the client uses exists (static keys and the known dynamic famili
     + readFileSync(new URL('index.html', dir), 'utf8');
   const used = new Set();
   for (const m of js.matchAll(/(?:i18n|title|body|confirmKey|label):\s*'([a-zA-Z]+\.[\w.-]+)'/g)) used.add(m[1]);
-  for (const m of js.matchAll(/(?:setText|setAttrText|announce|showNotice|t)\([^'()]*'([a-zA-Z]+\.[\w.-]+)'/g)) used.add(m[1]);
+  for (const m of js.matchAll(/(?:setText|setAttrText|announce|showNotice|say|t)\([^'()]*'([a-zA-Z]+\.[\w.-]+)'/g)) used.add(m[1]);
   for (const m of js.matchAll(/\?\s*'([a-zA-Z]+\.[\w.-]+)'\s*:\s*'([a-zA-Z]+\.[\w.-]+)'/g)) { used.add(m[1]); used.add(m[2]); }
   for (const m of js.matchAll(/data-i18n="([a-zA-Z]+\.[\w.-]+)"/g)) used.add(m[1]);
   for (const kind of ['denied', 'missing', 'busy', 'insecure', 'unsupported', 'failed']) {
@@ -40,6 +40,14 @@ test('every key the client uses exists (static keys and the known dynamic famili
   for (const s of ['weak', 'reconnecting', 'unreachable']) used.add(`status.banner.${s}`);
   for (const q of ['unknown', 'good', 'fair', 'poor']) used.add(`quality.${q}`);
   for (const c of ['bad_message', 'too_large', 'unauthorized', 'forbidden', 'not_joined', 'rate_limited', 'not_found', 'class_ended', 'negotiation_failed', 'internal']) used.add(`serverError.${c}`);
+  for (const tool of ['pen', 'highlighter', 'eraser', 'line', 'arrow', 'rect', 'ellipse', 'text', 'laser']) used.add(`board.tool.${tool}`);
+  for (const c of ['forbidden', 'rate_limited', 'limit_exceeded', 'not_found', 'other']) used.add(`board.error.${c}`);
+  for (const k of ['single', 'multiple', 'yes_no', 'quick_abcd']) used.add(`poll.kind.${k}`);
+  for (const s of ['open', 'closed', 'published']) used.add(`poll.state.${s}`);
+  for (const c of ['forbidden', 'not_found', 'poll_closed', 'poll_already_open', 'limit_exceeded', 'invalid', 'other']) used.add(`poll.serverError.${c}`);
+  for (const kind of ['invite', 'pupil']) {
+    for (const k of ['heading', 'unavailable', 'copy', 'qrLabel', 'label', 'hint']) used.add(`teacher.${kind}.${k}`);
+  }
   used.delete('tandem.lang');
   for (const key of used) {
     if (key.startsWith('tandem.')) continue; // localStorage keys

@@ -63,6 +63,7 @@ test('routes: home, teacher and invite pages with the token from the fragment', 
   assert.deepEqual(route('/teach/c_5f2b', '#token=eyJ.abc'), { page: 'teach', classId: 'c_5f2b', token: 'eyJ.abc' });
   assert.deepEqual(route('/join/c_5f2b', '#token=eyJ.x-_'), { page: 'join', classId: 'c_5f2b', token: 'eyJ.x-_' });
   assert.deepEqual(route('/join/c_5f2b', ''), { page: 'join', classId: 'c_5f2b', token: '' });
+  assert.deepEqual(route('/vote/c_5f2b', '#token=eyJ.p'), { page: 'vote', classId: 'c_5f2b', token: 'eyJ.p' });
   assert.deepEqual(route('/admin', ''), { page: 'not_found' });
 });
 
