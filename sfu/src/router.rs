@@ -283,13 +283,7 @@ impl Router {
         if first {
             transport.add_host_candidate(announced)?;
         }
-        let answer = transport.pc.create_answer(None)?;
-        transport.pc.set_local_description(now, answer)?;
-        let sdp = transport
-            .pc
-            .local_description()
-            .map(|d| d.sdp)
-            .ok_or(SfuError::Negotiation("no local description".into()))?;
+        let sdp = transport.answer(now)?;
         // A renegotiation that stops sending a track (a screen share ended) ends that track.
         let stopped: Vec<TrackId> = self
             .track_by_leg
@@ -409,13 +403,7 @@ impl Router {
             .transports
             .get_mut(&key)
             .ok_or(SfuError::UnknownClassroom)?;
-        let answer = transport.pc.create_answer(None)?;
-        transport.pc.set_local_description(now, answer)?;
-        let sdp = transport
-            .pc
-            .local_description()
-            .map(|d| d.sdp)
-            .ok_or(SfuError::Negotiation("no local description".into()))?;
+        let sdp = transport.answer(now)?;
         self.dirty.insert(key);
         self.drain(now, key);
         self.flush();
@@ -457,13 +445,7 @@ impl Router {
         transport
             .pc
             .set_remote_description(now, RTCSessionDescription::offer(offer)?)?;
-        let answer = transport.pc.create_answer(None)?;
-        transport.pc.set_local_description(now, answer)?;
-        let answer = transport
-            .pc
-            .local_description()
-            .map(|d| d.sdp)
-            .ok_or(SfuError::Negotiation("no local description".into()))?;
+        let answer = transport.answer(now)?;
         self.dirty.insert(key);
         self.drain(now, key);
         self.flush();

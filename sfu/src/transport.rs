@@ -67,26 +67,40 @@ impl Transport {
         })
     }
 
+    /// Answer the remote offer just set, and return the answer's SDP.
+    pub fn answer(&mut self, now: Instant) -> Result<String, SfuError> {
+        let answer = self.pc.create_answer(None)?;
+        self.pc.set_local_description(now, answer)?;
+        self.pc
+            .local_description()
+            .map(|d| d.sdp)
+            .ok_or(SfuError::Negotiation("no local description".into()))
+    }
+
     /// Announce the shared media port as this leg's only candidate.
     pub fn add_host_candidate(&mut self, announced: SocketAddr) -> Result<(), SfuError> {
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: announced.ip().to_string(),
-                port: announced.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()?;
-        self.pc
-            .add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
+        self.pc.add_local_candidate(host_candidate(announced)?)?;
         // The end-of-gathering sentinel: a lite server has nothing more to gather.
         self.pc
             .add_local_candidate(RTCIceCandidateInit::default())?;
         Ok(())
     }
+}
+
+/// A UDP host candidate at `addr`.
+pub fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, SfuError> {
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()?;
+    Ok(RTCIceCandidate::from(&candidate).to_json()?)
 }
 
 /// The interceptor chain every leg runs: NACK both ways, sender and receiver reports.

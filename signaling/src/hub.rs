@@ -12,7 +12,6 @@ use tokio::sync::mpsc;
 
 use crate::class::{Class, Outbox, Participant};
 use crate::classboard::board::Catchup;
-use crate::classboard::store::{BoardStore, PollStore, StoreError};
 use crate::config::Config;
 use crate::protocol::{
     ErrorCode, PROTOCOL_VERSION, ParticipantRole, ParticipantView, ServerMessage,
@@ -23,7 +22,7 @@ use crate::token::{Claims, TokenError, TokenKey, TokenRole};
 // The whiteboard, polls and class report: the hub operations behind them.
 mod classwork;
 
-use classwork::{poll_news, store_error};
+use classwork::poll_news;
 
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -237,17 +236,7 @@ impl Hub {
             return Err(HubError::new(ErrorCode::ClassEnded, "the class has ended"));
         }
         // Its board and polls come back with it (read before taking the map's entry).
-        let board_limits = self.config.board_limits();
-        let poll_limits = self.config.poll_limits();
-        let (board, polls) = self
-            .store
-            .with_conn(|conn| {
-                Ok::<_, StoreError>((
-                    BoardStore::load_board(conn, class_id, board_limits)?,
-                    PollStore::load_polls(conn, class_id, poll_limits)?,
-                ))
-            })
-            .map_err(store_error)?;
+        let (board, polls) = self.load_classwork(class_id)?;
         Ok(self
             .classes
             .entry(class_id.to_owned())

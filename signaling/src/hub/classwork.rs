@@ -13,9 +13,9 @@ use tandem_sfu::ClassroomId;
 use super::{Hub, HubError, Seat, unix_now};
 use crate::class::Class;
 use crate::classboard::board::{
-    Author, BoardError, BoardOp, COORD_LIMIT, Catchup, Point, board_svg,
+    Author, Board, BoardError, BoardOp, COORD_LIMIT, Catchup, Point, board_svg,
 };
-use crate::classboard::poll::{Poll, PollError, PollSpec, PollState};
+use crate::classboard::poll::{Poll, PollError, PollSpec, PollState, Polls};
 use crate::classboard::report::{AttendanceRow, ClassReport};
 use crate::classboard::store::{BoardStore, PollStore, StoreError};
 use crate::protocol::{ErrorCode, ServerMessage};
@@ -104,6 +104,20 @@ pub(super) fn poll_news(class: &Class, id: &ClassroomId) -> Vec<ServerMessage> {
 }
 
 impl Hub {
+    /// A class's board and polls as stored: what a revived class and a report start from.
+    pub(super) fn load_classwork(&self, class_id: &str) -> Result<(Board, Polls), HubError> {
+        let board_limits = self.config.board_limits();
+        let poll_limits = self.config.poll_limits();
+        self.store
+            .with_conn(|conn| {
+                Ok::<_, StoreError>((
+                    BoardStore::load_board(conn, class_id, board_limits)?,
+                    PollStore::load_polls(conn, class_id, poll_limits)?,
+                ))
+            })
+            .map_err(store_error)
+    }
+
     /// Whether `seat` is a pupil's vote-only seat.
     pub fn is_pupil(&self, seat: &Seat) -> bool {
         self.class_of(seat)
@@ -352,17 +366,7 @@ impl Hub {
                 left_at: a.left_at.map(at),
             })
             .collect();
-        let board_limits = self.config.board_limits();
-        let poll_limits = self.config.poll_limits();
-        let (board, polls) = self
-            .store
-            .with_conn(|conn| {
-                Ok::<_, StoreError>((
-                    BoardStore::load_board(conn, class_id, board_limits)?,
-                    PollStore::load_polls(conn, class_id, poll_limits)?,
-                ))
-            })
-            .map_err(store_error)?;
+        let (board, polls) = self.load_classwork(class_id)?;
         let snapshot = board.snapshot();
         let board_pages = (0..snapshot.pages.len() as u32)
             .map(|page| board_svg(&snapshot, page))
