@@ -243,7 +243,6 @@ impl PeerConnectionEventHandler for Handler {
         let track_id = track.track_id().await;
         let is_audio = track.kind().await == RtpCodecKind::Audio;
         tokio::spawn(async move {
-            let mut frame_started = true;
             while let Some(event) = track.poll().await {
                 match event {
                     TrackRemoteEvent::OnRtpPacket(packet) => {
@@ -258,16 +257,21 @@ impl PeerConnectionEventHandler for Handler {
                         r.bytes += packet.payload.len() as u64;
                         r.first_at.get_or_insert(now);
                         r.last_at = Some(now);
-                        r.seqs.record(packet.header.sequence_number);
+                        // A duplicate (a retransmission of a packet that had arrived)
+                        // is counted, but starts no frame and carries no new latency.
+                        let fresh = r.seqs.record(packet.header.sequence_number);
+                        if !fresh {
+                            continue;
+                        }
                         if is_audio {
                             r.opus
                                 .push((packet.header.sequence_number, packet.payload.clone()));
                             r.jitter
                                 .get_or_insert_with(|| JitterEstimator::new(48_000))
                                 .update(now, packet.header.timestamp);
-                        } else if let Some(frame) = parse_video(&packet.payload)
-                            && frame_started
-                        {
+                        } else if let Some(frame) = parse_video(&packet.payload) {
+                            // The descriptor's start bit marks a frame's first packet, also
+                            // when it arrives late as a retransmission.
                             r.frame_arrivals.push(now);
                             if frame.keyframe {
                                 r.keyframes.push(now);
@@ -277,7 +281,6 @@ impl PeerConnectionEventHandler for Handler {
                                     .push((now, wall_micros().saturating_sub(sent)));
                             }
                         }
-                        frame_started = packet.header.marker;
                     }
                     TrackRemoteEvent::OnEnded => {
                         shared

@@ -1,5 +1,6 @@
 //! Tandem's load-test tool, and the WebRTC classroom client it shares with the end-to-end tests.
 
+pub mod capacity;
 pub mod cli;
 pub mod client;
 pub mod html;
@@ -7,5 +8,7 @@ pub mod link;
 pub mod loss;
 pub mod proc_stats;
 pub mod report;
+pub mod runner;
+pub mod server;
 pub mod slo;
 pub mod stats;

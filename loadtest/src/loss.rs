@@ -23,8 +23,9 @@ pub struct SeqCounter {
 const EXT_START: u64 = 1 << 32;
 
 impl SeqCounter {
-    /// Records a packet with sequence number `seq`.
-    pub fn record(&mut self, seq: u16) {
+    /// Records a packet with sequence number `seq`; `false` if it had arrived before (a
+    /// duplicate) or is older than the first packet.
+    pub fn record(&mut self, seq: u16) -> bool {
         let ext = match self.base {
             None => {
                 self.base = Some(EXT_START + seq as u64);
@@ -36,10 +37,12 @@ impl SeqCounter {
                 (self.highest as i64 + delta) as u64
             }
         };
-        let Some(base) = self.base else { return };
+        let Some(base) = self.base else {
+            return false;
+        };
         if ext < base {
             // Older than the first packet seen: not part of the measured range.
-            return;
+            return false;
         }
         let idx = (ext - base) as usize;
         let word = idx / 64;
@@ -47,11 +50,13 @@ impl SeqCounter {
             self.bits.resize(word + 1, 0);
         }
         let mask = 1u64 << (idx % 64);
-        if self.bits[word] & mask == 0 {
-            self.bits[word] |= mask;
-            self.unique += 1;
-        }
         self.highest = self.highest.max(ext);
+        if self.bits[word] & mask != 0 {
+            return false;
+        }
+        self.bits[word] |= mask;
+        self.unique += 1;
+        true
     }
 
     /// Packets from the first received to the highest received (what the sender sent in that
@@ -81,9 +86,11 @@ mod tests {
     #[test]
     fn counts_holes_across_the_wrap_and_ignores_duplicates() {
         let mut c = SeqCounter::default();
-        for s in [65530u16, 65531, 65533, 65535, 0, 1, 1, 3] {
-            c.record(s);
-        }
+        let fresh: Vec<bool> = [65530u16, 65531, 65533, 65535, 0, 1, 1, 3]
+            .into_iter()
+            .map(|s| c.record(s))
+            .collect();
+        assert_eq!(fresh, [true, true, true, true, true, true, false, true]);
         // 65530..=3 is 10 numbers; missing 65532, 65534, 2.
         assert_eq!(c.expected(), 10);
         assert_eq!(c.received(), 7);
@@ -99,7 +106,7 @@ mod tests {
             }
         }
         assert_eq!(c.lost(), 1);
-        c.record(150);
+        assert!(c.record(150));
         assert_eq!(c.lost(), 0);
         assert_eq!(c.expected(), 100);
     }
@@ -107,9 +114,9 @@ mod tests {
     #[test]
     fn packets_before_the_first_are_outside_the_range() {
         let mut c = SeqCounter::default();
-        c.record(10);
-        c.record(9);
-        c.record(11);
+        assert!(c.record(10));
+        assert!(!c.record(9));
+        assert!(c.record(11));
         assert_eq!((c.expected(), c.received(), c.lost()), (2, 2, 0));
         assert_eq!(SeqCounter::default().expected(), 0);
     }
