@@ -1053,12 +1053,15 @@ pub enum HttpOfferOutcome {
     Refused(u16, String),
 }
 
-async fn post_offer(
+/// Offer by `POST` (WHIP/WHEP), apply the answer and wait for the connection. A refusal closes the
+/// peer connection and comes back as (status, body); success as (Location, ETag, answer SDP).
+async fn negotiate_over_http(
     http_base: &str,
     path: &str,
     token: &str,
     pc: &Arc<dyn PeerConnection>,
     gathered: &mut mpsc::UnboundedReceiver<()>,
+    connected: &mut mpsc::UnboundedReceiver<bool>,
 ) -> anyhow::Result<Result<(String, String, String), (u16, String)>> {
     let offer = pc.create_offer(None).await?;
     pc.set_local_description(offer).await?;
@@ -1090,9 +1093,15 @@ async fn post_offer(
         .to_owned();
     let body = response.text().await?;
     if status != 201 {
+        let _ = pc.close().await;
         return Ok(Err((status, body)));
     }
-    Ok(Ok((location, etag, body)))
+    pc.set_remote_description(RTCSessionDescription::answer(body.clone())?)
+        .await?;
+    match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
+        Ok(Some(true)) => Ok(Ok((location, etag, body))),
+        _ => bail!("the session at {path} did not connect"),
+    }
 }
 
 impl HttpMediaSession {
@@ -1114,27 +1123,14 @@ impl HttpMediaSession {
         } else {
             None
         };
-        let (location, etag, answer) = match post_offer(
-            http_base,
-            &format!("/whip/{class_id}"),
-            token,
-            &pc,
-            &mut gathered,
-        )
-        .await?
-        {
-            Ok(created) => created,
-            Err((status, body)) => {
-                let _ = pc.close().await;
-                return Ok(HttpOfferOutcome::Refused(status, body));
-            }
-        };
-        pc.set_remote_description(RTCSessionDescription::answer(answer.clone())?)
-            .await?;
-        match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
-            Ok(Some(true)) => {}
-            _ => bail!("the WHIP session did not connect"),
-        }
+        let path = format!("/whip/{class_id}");
+        let (location, etag, answer) =
+            match negotiate_over_http(http_base, &path, token, &pc, &mut gathered, &mut connected)
+                .await?
+            {
+                Ok(created) => created,
+                Err((status, body)) => return Ok(HttpOfferOutcome::Refused(status, body)),
+            };
         let mut tasks = Vec::new();
         if let Some(hz) = spec.tone_hz {
             let pt = payload_type(&pc, RtpCodecKind::Audio).await?;
@@ -1179,27 +1175,14 @@ impl HttpMediaSession {
             )
             .await?;
         }
-        let (location, etag, answer) = match post_offer(
-            http_base,
-            &format!("/whep/{class_id}"),
-            token,
-            &pc,
-            &mut gathered,
-        )
-        .await?
-        {
-            Ok(created) => created,
-            Err((status, body)) => {
-                let _ = pc.close().await;
-                return Ok(HttpOfferOutcome::Refused(status, body));
-            }
-        };
-        pc.set_remote_description(RTCSessionDescription::answer(answer.clone())?)
-            .await?;
-        match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
-            Ok(Some(true)) => {}
-            _ => bail!("the WHEP session did not connect"),
-        }
+        let path = format!("/whep/{class_id}");
+        let (location, etag, answer) =
+            match negotiate_over_http(http_base, &path, token, &pc, &mut gathered, &mut connected)
+                .await?
+            {
+                Ok(created) => created,
+                Err((status, body)) => return Ok(HttpOfferOutcome::Refused(status, body)),
+            };
         Ok(HttpOfferOutcome::Created(Self {
             location,
             answer,
