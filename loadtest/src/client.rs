@@ -664,14 +664,7 @@ impl Classroom {
             });
             screen_track = Some((track, ssrc));
         }
-        let offer = pc.create_offer(None).await?;
-        pc.set_local_description(offer).await?;
-        let _ = tokio::time::timeout(Duration::from_secs(2), gathered.recv()).await;
-        let sdp = pc
-            .local_description()
-            .await
-            .ok_or_else(|| anyhow!("no local description"))?
-            .sdp;
+        let sdp = local_offer(&pc, &mut gathered).await?;
         let mut rx = self.messages.subscribe();
         self.send(&ClientMessage::PublishOffer {
             sdp,
@@ -1053,6 +1046,22 @@ pub enum HttpOfferOutcome {
     Refused(u16, String),
 }
 
+/// Create and apply an offer, give candidate gathering up to 2 s (loopback needs far less), and
+/// return the SDP with the candidates in it.
+async fn local_offer(
+    pc: &Arc<dyn PeerConnection>,
+    gathered: &mut mpsc::UnboundedReceiver<()>,
+) -> anyhow::Result<String> {
+    let offer = pc.create_offer(None).await?;
+    pc.set_local_description(offer).await?;
+    let _ = tokio::time::timeout(Duration::from_secs(2), gathered.recv()).await;
+    Ok(pc
+        .local_description()
+        .await
+        .ok_or_else(|| anyhow!("no local description"))?
+        .sdp)
+}
+
 /// Offer by `POST` (WHIP/WHEP), apply the answer and wait for the connection. A refusal closes the
 /// peer connection and comes back as (status, body); success as (Location, ETag, answer SDP).
 async fn negotiate_over_http(
@@ -1063,14 +1072,7 @@ async fn negotiate_over_http(
     gathered: &mut mpsc::UnboundedReceiver<()>,
     connected: &mut mpsc::UnboundedReceiver<bool>,
 ) -> anyhow::Result<Result<(String, String, String), (u16, String)>> {
-    let offer = pc.create_offer(None).await?;
-    pc.set_local_description(offer).await?;
-    let _ = tokio::time::timeout(Duration::from_secs(2), gathered.recv()).await;
-    let sdp = pc
-        .local_description()
-        .await
-        .ok_or_else(|| anyhow!("no local description"))?
-        .sdp;
+    let sdp = local_offer(pc, gathered).await?;
     let response = reqwest::Client::new()
         .post(format!("{}{path}", http_base.trim_end_matches('/')))
         .bearer_auth(token)

@@ -301,7 +301,6 @@ impl Router {
                 self.sync_class(now, &class);
             }
         }
-        self.dirty.insert(key);
         self.drain(now, key);
         self.flush();
         Ok(sdp)
@@ -333,7 +332,6 @@ impl Router {
             .set_remote_description(now, RTCSessionDescription::answer(sdp)?)?;
         member.negotiation.offer_outstanding = false;
         let class = member.class.clone();
-        self.dirty.insert(key);
         self.drain(now, key);
         // Changes that came while the offer was out go in the next one.
         self.offer_if_needed(now, classroom);
@@ -404,7 +402,6 @@ impl Router {
             .get_mut(&key)
             .ok_or(SfuError::UnknownClassroom)?;
         let sdp = transport.answer(now)?;
-        self.dirty.insert(key);
         self.drain(now, key);
         self.flush();
         Ok(sdp)
@@ -446,7 +443,6 @@ impl Router {
             .pc
             .set_remote_description(now, RTCSessionDescription::offer(offer)?)?;
         let answer = transport.answer(now)?;
-        self.dirty.insert(key);
         self.drain(now, key);
         self.flush();
         Ok(crate::sdp::ice_fragment(&answer))
@@ -521,7 +517,6 @@ impl Router {
         if let Err(err) = read {
             tracing::debug!(%from, %err, "datagram rejected");
         }
-        self.dirty.insert(key);
         self.drain(now, key);
         self.flush();
     }
@@ -553,7 +548,6 @@ impl Router {
             {
                 tracing::debug!(%err, "leg timeout handling failed");
             }
-            self.dirty.insert(key);
             self.drain(now, key);
         }
         let deferred: Vec<TrackId> = self
@@ -638,8 +632,10 @@ impl Router {
         }
     }
 
-    /// Handle what a leg produced: state changes, new tracks, media and feedback.
+    /// Handle what a leg produced: state changes, new tracks, media and feedback; the leg's own
+    /// datagrams go out at the next flush.
     fn drain(&mut self, now: Instant, key: TransportKey) {
+        self.dirty.insert(key);
         let mut events = Vec::new();
         let mut reads = Vec::new();
         {
