@@ -1259,6 +1259,35 @@ mod tests {
         );
     }
 
+    /// A loss burst eats the server's last handshake flight; the classroom repeats its own flight
+    /// meanwhile. The server must still send its flight again, or the leg never connects.
+    #[test]
+    fn a_dtls_flight_lost_in_a_burst_is_sent_again() {
+        let mut h = Harness::new();
+        let teacher = h.join(Role::Master);
+        h.publish_audio(teacher);
+        h.run_for(Duration::from_millis(300));
+        h.send_packet(teacher, Bytes::from_static(&[0xf8; 80]));
+        h.run_for(Duration::from_millis(100));
+        h.dtls_blackout_to = Some((1, Duration::from_millis(1500)));
+        let a = h.join(Role::Remote);
+        h.run_for(Duration::from_secs(6));
+        assert!(h.dtls_blackout_to.is_none(), "the burst happened");
+        let a_id = h.peers[a].id.clone();
+        assert!(
+            h.events.iter().any(|e| matches!(e,
+                crate::RouterEvent::LegState { classroom, leg: crate::Leg::Subscribe, connected: true }
+                    if *classroom == a_id)),
+            "A's subscribe leg connected after the burst"
+        );
+        let before = h.peers[a].received;
+        for _ in 0..10 {
+            h.send_packet(teacher, Bytes::from_static(&[0xf8; 80]));
+            h.run_for(Duration::from_millis(20));
+        }
+        assert!(h.peers[a].received >= before + 5, "A hears the teacher");
+    }
+
     #[test]
     fn a_classroom_that_leaves_leaves_nothing_behind() {
         let mut h = Harness::new();

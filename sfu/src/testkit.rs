@@ -47,6 +47,10 @@ pub struct Harness {
     pub lose_next_to: Vec<usize>,
     /// Lose the next media packet these classrooms send to the router (a lossy uplink).
     pub lose_next_from: Vec<usize>,
+    /// Drop every DTLS record the router sends to this classroom's subscribe leg for this long,
+    /// starting with its certificate flight: a loss burst in the middle of the handshake.
+    pub dtls_blackout_to: Option<(usize, Duration)>,
+    blackout: Option<(usize, Instant)>,
     /// Every event the router raised, in order.
     pub events: Vec<RouterEvent>,
     pub peers: Vec<Peer>,
@@ -77,6 +81,17 @@ fn is_rtp(datagram: &[u8]) -> bool {
     datagram.len() > 12 && datagram[0] & 0xC0 == 0x80 && !(192..=223).contains(&datagram[1])
 }
 
+/// A DTLS record (RFC 7983: first byte 20..=63).
+fn is_dtls(datagram: &[u8]) -> bool {
+    matches!(datagram.first(), Some(20..=63))
+}
+
+/// A datagram that starts with a DTLS Certificate handshake message (record type 22, handshake
+/// type 11, after the 13-byte record header).
+fn starts_certificate(datagram: &[u8]) -> bool {
+    datagram.len() > 13 && datagram[0] == 22 && datagram[13] == 11
+}
+
 /// Each leg of a classroom has its own address, as a browser's two peer connections do.
 fn subscribe_addr(publish: SocketAddr) -> SocketAddr {
     SocketAddr::new(publish.ip(), publish.port() + 10_000)
@@ -90,6 +105,8 @@ impl Harness {
             events: Vec::new(),
             lose_next_to: Vec::new(),
             lose_next_from: Vec::new(),
+            dtls_blackout_to: None,
+            blackout: None,
             peers: Vec::new(),
             now: Instant::now(),
             server,
@@ -286,6 +303,21 @@ impl Harness {
                 let Some(&(i, subscribe)) = by_addr.get(&t.to) else {
                     continue;
                 };
+                if subscribe && is_dtls(&t.data) {
+                    if let Some((l, burst)) = self.dtls_blackout_to
+                        && l == i
+                        && starts_certificate(&t.data)
+                    {
+                        self.blackout = Some((i, self.now + burst));
+                        self.dtls_blackout_to = None;
+                    }
+                    if self
+                        .blackout
+                        .is_some_and(|(l, until)| l == i && self.now < until)
+                    {
+                        continue;
+                    }
+                }
                 if subscribe
                     && is_rtp(&t.data)
                     && let Some(at) = self.lose_next_to.iter().position(|&l| l == i)
