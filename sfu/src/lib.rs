@@ -4,6 +4,7 @@
 //! - [`policy`]: the one place that decides who receives what.
 //! - [`driver`]: the thin tokio loop that owns the one UDP socket and drives the router.
 
+pub mod codecs;
 pub mod demux;
 pub mod driver;
 pub mod feedback;

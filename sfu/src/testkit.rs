@@ -51,6 +51,8 @@ pub struct Harness {
     /// starting with its certificate flight: a loss burst in the middle of the handshake.
     pub dtls_blackout_to: Option<(usize, Duration)>,
     blackout: Option<(usize, Instant)>,
+    /// How many times the router sent each RTP sequence number to each classroom's subscribe leg.
+    pub rtp_sent_to: HashMap<(usize, u16), u32>,
     /// Every event the router raised, in order.
     pub events: Vec<RouterEvent>,
     pub peers: Vec<Peer>,
@@ -107,6 +109,7 @@ impl Harness {
             lose_next_from: Vec::new(),
             dtls_blackout_to: None,
             blackout: None,
+            rtp_sent_to: HashMap::new(),
             peers: Vec::new(),
             now: Instant::now(),
             server,
@@ -303,6 +306,10 @@ impl Harness {
                 let Some(&(i, subscribe)) = by_addr.get(&t.to) else {
                     continue;
                 };
+                if subscribe && is_rtp(&t.data) {
+                    let seq = u16::from_be_bytes([t.data[2], t.data[3]]);
+                    *self.rtp_sent_to.entry((i, seq)).or_default() += 1;
+                }
                 if subscribe && is_dtls(&t.data) {
                     if let Some((l, burst)) = self.dtls_blackout_to
                         && l == i

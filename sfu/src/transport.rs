@@ -14,7 +14,6 @@ use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
 };
-use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind, TYPE_RTCP_FB_NACK};
 
 use crate::ids::{ClassroomId, Leg};
 use crate::{RouterConfig, SfuError};
@@ -42,8 +41,8 @@ impl Transport {
         let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
 
         let mut media_engine = MediaEngine::default();
-        media_engine.register_default_codecs()?;
-        let registry = media_interceptors(Registry::new(), &mut media_engine, config);
+        crate::codecs::register(&mut media_engine)?;
+        let registry = media_interceptors(Registry::new(), config);
 
         let setting_engine = SettingEngineBuilder::new()
             .with_lite(true)
@@ -103,31 +102,12 @@ pub fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, SfuError>
     Ok(RTCIceCandidate::from(&candidate).to_json()?)
 }
 
-/// The interceptor chain every leg runs: NACK both ways, sender and receiver reports.
+/// The interceptor chain every leg runs: NACK both ways, sender and receiver reports (the
+/// feedback each codec announces is in [`crate::codecs`]).
 ///
 /// Retransmission buffers follow LiveKit's sizing (about 500 packets of video); the `rtc`
 /// responder wants a power of two.
-fn media_interceptors(
-    registry: Registry,
-    media_engine: &mut MediaEngine,
-    config: &RouterConfig,
-) -> Registry {
-    for parameter in ["", "pli"] {
-        media_engine.register_feedback(
-            RTCPFeedback {
-                typ: TYPE_RTCP_FB_NACK.to_owned(),
-                parameter: parameter.to_owned(),
-            },
-            RtpCodecKind::Video,
-        );
-    }
-    media_engine.register_feedback(
-        RTCPFeedback {
-            typ: "ccm".to_owned(),
-            parameter: "fir".to_owned(),
-        },
-        RtpCodecKind::Video,
-    );
+fn media_interceptors(registry: Registry, config: &RouterConfig) -> Registry {
     let registry = registry
         .with(
             Slot::NackResponder,
