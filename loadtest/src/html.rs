@@ -113,6 +113,18 @@ pub fn render(input: &HtmlReport<'_>) -> String {
         opt(r.server.cpu_pct_avg, "% of a core"),
         opt(r.server.rss_mb_peak, "MiB")
     );
+    let _ = writeln!(
+        h,
+        "<p>Load generator: CPU average {} on a {}-core host.{}</p>",
+        opt(r.host.loadgen_cpu_pct_avg, "% of a core"),
+        r.host.cores,
+        if r.host.saturated {
+            " <strong>This host was saturated: latency and loss measure this machine, not only \
+             the server.</strong>"
+        } else {
+            ""
+        }
+    );
 
     // Latency over time: p95 per bucket, bucket width scaled to the run.
     let run_secs = input

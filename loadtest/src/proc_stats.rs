@@ -1,67 +1,15 @@
-//! Server resource use: CPU and memory of a process on this host from `/proc`, and the
-//! server's own Prometheus text from `/metrics`.
+//! Server resource use: CPU and memory of a process on this host from `/proc` (read with
+//! [`tandem_signaling::process`], which the server's own `/metrics` uses too), and the server's
+//! Prometheus text from `/metrics`.
 //!
 //! CPU % is `Δ(utime + stime) / ticks_per_second / Δwall × 100`, percent of **one** core (a
-//! process busy on both cores of a 2-core host reads 200 %). Ticks per second come from
-//! `sysconf(_SC_CLK_TCK)` (falling back to 100, the Linux default, if that fails).
+//! process busy on both cores of a 2-core host reads 200 %).
 
 use std::collections::BTreeMap;
 use std::io;
 use std::time::Instant;
 
-/// Ticks per second of `utime`/`stime` in `/proc/<pid>/stat`.
-pub fn clock_ticks_per_sec() -> u64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as u64 } else { 100 }
-}
-
-/// `(utime, stime)` in clock ticks from the text of `/proc/<pid>/stat`.
-///
-/// The command name (field 2) is in parentheses and may hold spaces and parentheses itself, so
-/// fields are counted from the last `)`: utime and stime are fields 14 and 15.
-pub fn parse_stat_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
-    let after = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after.split_whitespace().skip(11); // field 3 (state) is index 0
-    let utime = fields.next()?.parse().ok()?;
-    let stime = fields.next()?.parse().ok()?;
-    Some((utime, stime))
-}
-
-/// A `kB` field such as `VmRSS` or `VmHWM` from the text of `/proc/<pid>/status`, in kB.
-pub fn parse_status_kb(status: &str, field: &str) -> Option<u64> {
-    status.lines().find_map(|line| {
-        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-        rest.split_whitespace().next()?.parse().ok()
-    })
-}
-
-/// One reading of a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcReading {
-    pub at: Instant,
-    /// utime + stime, clock ticks.
-    pub cpu_ticks: u64,
-    /// Resident set size now, kB.
-    pub rss_kb: u64,
-}
-
-/// Reads `/proc/<pid>/stat` and `/proc/<pid>/status` once.
-pub fn read_proc(pid: u32) -> io::Result<ProcReading> {
-    let bad =
-        |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("/proc/{pid}: {what}"));
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let at = Instant::now();
-    let (u, s) = parse_stat_cpu_ticks(&stat).ok_or_else(|| bad("unreadable stat"))?;
-    // Kernel threads have no VmRSS; treat as 0.
-    let rss_kb = parse_status_kb(&status, "VmRSS").unwrap_or(0);
-    Ok(ProcReading {
-        at,
-        cpu_ticks: u + s,
-        rss_kb,
-    })
-}
+pub use tandem_signaling::process::{ProcReading, clock_ticks_per_sec, read_proc};
 
 /// CPU and memory of a process at one moment.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -278,26 +226,6 @@ impl MetricSet {
 mod tests {
     use super::*;
     use std::time::Duration;
-
-    #[test]
-    fn stat_fields_are_counted_after_the_command_name() {
-        // A command name with spaces and a parenthesis; utime 1234, stime 56.
-        let stat = "4242 (tandem (v2) srv) S 1 4242 4242 0 -1 4194560 2000 0 0 0 1234 56 0 0 \
-                    20 0 8 0 12345 1000000 2500 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 \
-                    17 1 0 0 0 0 0";
-        assert_eq!(parse_stat_cpu_ticks(stat), Some((1234, 56)));
-        assert_eq!(parse_stat_cpu_ticks("garbage"), None);
-        assert_eq!(parse_stat_cpu_ticks("1 (x) S 1 2"), None);
-    }
-
-    #[test]
-    fn status_kb_fields() {
-        let status = "Name:\ttandem\nVmPeak:\t  900000 kB\nVmHWM:\t   51200 kB\n\
-                      VmRSS:\t   40960 kB\nThreads:\t8\n";
-        assert_eq!(parse_status_kb(status, "VmRSS"), Some(40960));
-        assert_eq!(parse_status_kb(status, "VmHWM"), Some(51200));
-        assert_eq!(parse_status_kb(status, "VmSwap"), None);
-    }
 
     #[test]
     fn samples_this_process() {

@@ -4,7 +4,8 @@
 //! The JSON has exactly these keys: `classes`, `classrooms`, `joins_ok`, `joins_failed`,
 //! `time_to_first_frame_ms`, `media_latency_ms`, `sfu_added_latency_ms`, `board_op_latency_ms`,
 //! `vote_latency_ms` (each `{p50,p95,p99,max}`), `packet_loss_pct`, `freezes`, `server`
-//! (`cpu_pct_avg`, `rss_mb_peak`; `null` when not measured) and `slo` (`passed`, `failures`).
+//! (`cpu_pct_avg`, `rss_mb_peak`; `null` when not measured), `host` (`cores`,
+//! `loadgen_cpu_pct_avg`, `saturated`) and `slo` (`passed`, `failures`).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -21,6 +22,38 @@ pub struct ServerUsage {
     pub cpu_pct_avg: Option<f64>,
     /// Peak resident memory of the server process, MiB.
     pub rss_mb_peak: Option<f64>,
+}
+
+/// When the tool and a spawned server together use this share of the host's cores, the host is
+/// saturated: latency and loss then measure this machine rather than the server.
+pub const HOST_SATURATED_SHARE: f64 = 0.85;
+
+/// The machine the tool ran on: it shares its cores with a server it spawned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostUsage {
+    /// CPU cores available to this tool.
+    pub cores: u32,
+    /// Average CPU of this tool (the load generator) over the run, percent of one core.
+    pub loadgen_cpu_pct_avg: Option<f64>,
+    /// The tool and the spawned server used at least [`HOST_SATURATED_SHARE`] of the cores.
+    pub saturated: bool,
+}
+
+impl HostUsage {
+    /// This host's figures, given the tool's and the server's average CPU (percent of one core;
+    /// the server's is `None` when it runs elsewhere or was not measured).
+    pub fn new(
+        cores: u32,
+        loadgen_cpu_pct_avg: Option<f64>,
+        server_cpu_pct_avg: Option<f64>,
+    ) -> Self {
+        let used = loadgen_cpu_pct_avg.unwrap_or(0.0) + server_cpu_pct_avg.unwrap_or(0.0);
+        Self {
+            cores,
+            loadgen_cpu_pct_avg,
+            saturated: cores > 0 && used >= HOST_SATURATED_SHARE * f64::from(cores) * 100.0,
+        }
+    }
 }
 
 /// Whether the run met its service-level objectives.
@@ -55,6 +88,7 @@ pub struct Report {
     /// Video gaps longer than [`crate::stats::FREEZE_GAP`], over all receivers.
     pub freezes: u64,
     pub server: ServerUsage,
+    pub host: HostUsage,
     pub slo: SloOutcome,
     /// Length of the measured window, seconds. Not part of the JSON (its key set is fixed); the
     /// runner sets it so that [`slo::evaluate`] can rate freezes per classroom-minute.
@@ -138,6 +172,21 @@ impl Report {
             opt(self.server.cpu_pct_avg, "%"),
             opt(self.server.rss_mb_peak, "MiB")
         );
+        let _ = writeln!(
+            t,
+            "load generator cpu avg {} of {} cores",
+            opt(self.host.loadgen_cpu_pct_avg, "%"),
+            self.host.cores
+        );
+        if self.host.saturated {
+            let _ = writeln!(
+                t,
+                "WARNING: this host was saturated (generator + server ≥ {:.0} % of its cores): \
+                 latency and loss measure this machine, not only the server; run fewer classes or \
+                 the generator on another host",
+                HOST_SATURATED_SHARE * 100.0
+            );
+        }
         if self.slo.passed {
             let _ = writeln!(t, "SLO: passed");
         } else {
@@ -177,6 +226,7 @@ mod tests {
                 cpu_pct_avg: Some(12.5),
                 rss_mb_peak: None,
             },
+            host: HostUsage::new(2, Some(40.0), Some(12.5)),
             slo: SloOutcome {
                 passed: true,
                 failures: vec![],
@@ -204,6 +254,7 @@ mod tests {
             "packet_loss_pct",
             "freezes",
             "server",
+            "host",
             "slo",
         ];
         expected.sort();
@@ -238,6 +289,11 @@ mod tests {
         assert_eq!(server.len(), 2);
         assert_eq!(server["cpu_pct_avg"], 12.5);
         assert!(server["rss_mb_peak"].is_null());
+        let host = obj["host"].as_object().unwrap();
+        assert_eq!(host.len(), 3);
+        assert_eq!(host["cores"], 2);
+        assert_eq!(host["loadgen_cpu_pct_avg"], 40.0);
+        assert_eq!(host["saturated"], false);
         let slo = obj["slo"].as_object().unwrap();
         assert_eq!(slo.len(), 2);
         assert_eq!(slo["passed"], true);
@@ -271,6 +327,21 @@ mod tests {
         assert!(table.contains("SLO: FAILED"), "{table}");
         assert!(table.contains("joins_failed"), "{table}");
         assert!(table.contains("12.5 %"), "{table}");
+    }
+
+    #[test]
+    fn a_host_busy_with_generator_and_server_is_flagged() {
+        assert!(!HostUsage::new(2, Some(100.0), Some(60.0)).saturated);
+        assert!(HostUsage::new(2, Some(140.0), Some(40.0)).saturated);
+        assert!(HostUsage::new(4, Some(345.0), None).saturated);
+        assert!(!HostUsage::new(2, None, None).saturated);
+        let mut r = sample();
+        r.host = HostUsage::new(2, Some(150.0), Some(30.0));
+        assert!(
+            r.summary_table()
+                .contains("WARNING: this host was saturated")
+        );
+        assert!(!sample().summary_table().contains("WARNING"));
     }
 
     #[test]

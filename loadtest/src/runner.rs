@@ -50,7 +50,7 @@ use crate::client::{Classroom, ClientOptions, PublishSpec, VideoSpec};
 use crate::html::ServerPoint;
 use crate::link::LinkProfile;
 use crate::proc_stats::{MetricSet, ProcSampler};
-use crate::report::{Report, ServerUsage};
+use crate::report::{HostUsage, Report, ServerUsage};
 use crate::server::ServerUnderTest;
 use crate::slo::SloThresholds;
 use crate::stats::{FREEZE_GAP, LatencyRecorder, Summary, detect_freezes, loss_pct};
@@ -187,6 +187,7 @@ pub struct Totals {
     pub freezes: u64,
     pub duration_secs: f64,
     pub server: ServerUsage,
+    pub host: HostUsage,
 }
 
 /// The report of a run from its totals and recorders, with the SLOs applied.
@@ -215,6 +216,7 @@ pub fn assemble(
         ),
         freezes: totals.freezes,
         server: totals.server,
+        host: totals.host,
         duration_secs: totals.duration_secs,
         ..Report::default()
     };
@@ -346,7 +348,8 @@ pub async fn run(
             );
         }
     }
-    let (server, server_points) = server_usage;
+    let (server, loadgen_cpu_pct_avg, server_points) = server_usage;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
 
     let totals = Totals {
         classes: cfg.classes,
@@ -357,6 +360,7 @@ pub async fn run(
         lost_packets: sh.lost.load(Ordering::SeqCst),
         freezes: sh.freezes.load(Ordering::SeqCst),
         duration_secs: cfg.duration.as_secs_f64(),
+        host: HostUsage::new(cores, loadgen_cpu_pct_avg, server.cpu_pct_avg),
         server,
     };
     let take = |m: &Mutex<LatencyRecorder>| m.lock().clone();
@@ -977,7 +981,8 @@ struct LiveServer {
 /// Samples the server once a second: `/proc` when we started it, `/metrics` in any case.
 struct ServerSampler {
     live: Arc<Mutex<LiveServer>>,
-    task: tokio::task::JoinHandle<(ServerUsage, Vec<ServerPoint>)>,
+    /// The server's usage, this tool's average CPU (percent of one core), the server's samples.
+    task: tokio::task::JoinHandle<(ServerUsage, Option<f64>, Vec<ServerPoint>)>,
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -991,6 +996,8 @@ impl ServerSampler {
         let task = tokio::spawn(async move {
             let client = reqwest::Client::new();
             let mut proc = pid.map(ProcSampler::new);
+            // This tool's own CPU: on a small host it competes with the server it measures.
+            let mut generator = ProcSampler::new(std::process::id());
             let mut points = Vec::new();
             let mut last_fwd: Option<(Instant, f64)> = None;
             let mut first_cpu: Option<(Instant, f64)> = None;
@@ -1007,6 +1014,7 @@ impl ServerSampler {
                     cpu_pct: None,
                     rss_mb: None,
                 };
+                let _ = generator.sample();
                 if let Some(p) = proc.as_mut()
                     && let Ok(s) = p.sample()
                 {
@@ -1072,12 +1080,12 @@ impl ServerSampler {
                     rss_mb_peak: metrics_rss_peak,
                 },
             };
-            (usage, points)
+            (usage, generator.cpu_pct_avg(), points)
         });
         Self { live, task, stop }
     }
 
-    async fn stop(self) -> (ServerUsage, Vec<ServerPoint>) {
+    async fn stop(self) -> (ServerUsage, Option<f64>, Vec<ServerPoint>) {
         let _ = self.stop.send(());
         self.task.await.unwrap_or_default()
     }
@@ -1224,6 +1232,7 @@ mod tests {
                 cpu_pct_avg: Some(80.0),
                 rss_mb_peak: Some(64.0),
             },
+            host: HostUsage::new(2, Some(90.0), Some(80.0)),
         };
         let media: Vec<f64> = (1..=100).map(|v| 40.0 + v as f64 * 0.5).collect();
         let r = assemble(
@@ -1252,7 +1261,8 @@ mod tests {
 
         // The JSON keeps exactly the documented keys.
         let v: Value = serde_json::from_str(&r.to_json().unwrap()).unwrap();
-        assert_eq!(v.as_object().unwrap().len(), 13);
+        assert_eq!(v.as_object().unwrap().len(), 14);
+        assert_eq!(v["host"]["saturated"], true, "90 % + 80 % of 2 cores");
         assert_eq!(v["packet_loss_pct"], 0.25);
 
         let lossy = Totals {

@@ -34,6 +34,7 @@ impl Metrics {
             pupils_active.clone(),
         );
         sfu.register(&mut registry);
+        registry.register_collector(Box::new(crate::process::ProcessCollector));
         Self {
             registry,
             classes_active,
