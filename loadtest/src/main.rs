@@ -115,17 +115,21 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             let r = &o.report;
             eprintln!(
                 "  {classes} classes: {}  (media p95 {:.1} ms, server adds p95 {:.1} ms, \
-                 loss {:.2} %, freezes {}, cpu {}, joins {}/{})",
+                 loss {:.2} %, freezes {}, server cpu {}, generator cpu {}, joins {}/{}){}",
                 if held { "held" } else { "MISSED" },
                 r.media_latency_ms.p95,
                 r.sfu_added_latency_ms.p95,
                 r.packet_loss_pct,
                 r.freezes,
-                r.server
-                    .cpu_pct_avg
-                    .map_or("n/a".to_owned(), |c| format!("{c:.0} %")),
+                pct(r.server.cpu_pct_avg),
+                pct(r.host.loadgen_cpu_pct_avg),
                 r.joins_ok,
-                r.classrooms
+                r.classrooms,
+                if r.host.saturated {
+                    " — this host was saturated"
+                } else {
+                    ""
+                }
             );
             for f in &r.slo.failures {
                 eprintln!("    - {f}");
@@ -158,6 +162,19 @@ async fn run(args: Args) -> anyhow::Result<u8> {
         ),
         None => println!("capacity: not even {} classes held every SLO", args.classes),
     }
+    if let Some((cfg, o)) = &first_miss
+        && o.report.host.saturated
+    {
+        println!(
+            "note: at {} classes this host was saturated (generator cpu {}, server cpu {} of {} \
+             cores), so the limit found is this machine's; run the tool on another host \
+             (--server URL) to find the server's",
+            cfg.classes,
+            pct(o.report.host.loadgen_cpu_pct_avg),
+            pct(o.report.server.cpu_pct_avg),
+            o.report.host.cores
+        );
+    }
     let shown = best.as_ref().or(first_miss.as_ref());
     if let Some((cfg, outcome)) = shown {
         println!("report of the {} class step:", cfg.classes);
@@ -170,6 +187,11 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     } else {
         EXIT_SLO_MISSED
     })
+}
+
+/// A CPU figure, percent of one core.
+fn pct(v: Option<f64>) -> String {
+    v.map_or("n/a".to_owned(), |c| format!("{c:.0} %"))
 }
 
 fn write_outputs(args: &Args, cfg: &RunConfig, outcome: &RunOutcome) -> anyhow::Result<()> {
