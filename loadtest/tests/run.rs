@@ -68,6 +68,13 @@ async fn one_class_over_1000km_passes_and_reports_what_it_measured() {
     assert!(!outcome.board.is_empty(), "board ops were measured");
     assert_eq!(outcome.vote.len(), 2, "both remote classrooms voted");
     assert!(r.slo.passed, "{:?}", r.slo.failures);
+    // Not spawned: CPU and memory come from the server's /metrics (here, this test's process).
+    assert!(
+        r.server.cpu_pct_avg.is_some() && r.server.rss_mb_peak.is_some_and(|m| m > 1.0),
+        "{:?}",
+        r.server
+    );
+    assert!(r.host.cores >= 1 && r.host.loadgen_cpu_pct_avg.is_some());
 
     // The JSON has exactly the documented keys.
     let v: serde_json::Value = serde_json::from_str(&r.to_json().unwrap()).unwrap();
@@ -80,6 +87,7 @@ async fn one_class_over_1000km_passes_and_reports_what_it_measured() {
             "classes",
             "classrooms",
             "freezes",
+            "host",
             "joins_failed",
             "joins_ok",
             "media_latency_ms",
