@@ -86,8 +86,15 @@ pub fn render(input: &HtmlReport<'_>) -> String {
     let _ = write!(
         h,
         "<h2>Summary</h2>\n<p>{} classes, {} classrooms; joins ok {}, failed {}; \
-         packet loss after retransmission {:.2} %; freezes {}.</p>\n",
-        r.classes, r.classrooms, r.joins_ok, r.joins_failed, r.packet_loss_pct, r.freezes
+         packet loss after retransmission {:.2} % (audio {:.2} %, video {:.2} %); freezes {}.</p>\n",
+        r.classes,
+        r.classrooms,
+        r.joins_ok,
+        r.joins_failed,
+        r.packet_loss_pct,
+        r.packet_loss_by_kind_pct.audio,
+        r.packet_loss_by_kind_pct.video,
+        r.freezes
     );
     h.push_str(
         "<table>\n<tr><th>latency (ms)</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>\n",

@@ -3,7 +3,8 @@
 //!
 //! The JSON has exactly these keys: `classes`, `classrooms`, `joins_ok`, `joins_failed`,
 //! `time_to_first_frame_ms`, `media_latency_ms`, `sfu_added_latency_ms`, `board_op_latency_ms`,
-//! `vote_latency_ms` (each `{p50,p95,p99,max}`), `packet_loss_pct`, `freezes`, `server`
+//! `vote_latency_ms` (each `{p50,p95,p99,max}`), `packet_loss_pct`, `packet_loss_by_kind_pct`
+//! (`audio`, `video`), `freezes`, `server`
 //! (`cpu_pct_avg`, `rss_mb_peak`; `null` when not measured), `host` (`cores`,
 //! `loadgen_cpu_pct_avg`, `saturated`) and `slo` (`passed`, `failures`).
 
@@ -22,6 +23,28 @@ pub struct ServerUsage {
     pub cpu_pct_avg: Option<f64>,
     /// Peak resident memory of the server process, MiB.
     pub rss_mb_peak: Option<f64>,
+}
+
+/// Loss after retransmission of audio and of video, percent of each kind's packets. Audio is not
+/// retransmitted (Opus in-band FEC is its repair, which a sequence count does not credit), so its
+/// loss is about the links' own; video's is what NACK could not repair.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LossByKind {
+    pub audio: f64,
+    pub video: f64,
+}
+
+impl LossByKind {
+    /// From `(expected, lost)` packet counts of audio and of video.
+    pub fn from_counts(audio: (u64, u64), video: (u64, u64)) -> Self {
+        let pct = |(expected, lost): (u64, u64)| {
+            crate::stats::loss_pct(expected, expected.saturating_sub(lost))
+        };
+        Self {
+            audio: pct(audio),
+            video: pct(video),
+        }
+    }
 }
 
 /// When the tool and a spawned server together use this share of the host's cores, the host is
@@ -85,6 +108,7 @@ pub struct Report {
     pub vote_latency_ms: Summary,
     /// Media packets lost after retransmission, percent of those sent.
     pub packet_loss_pct: f64,
+    pub packet_loss_by_kind_pct: LossByKind,
     /// Video gaps longer than [`crate::stats::FREEZE_GAP`], over all receivers.
     pub freezes: u64,
     pub server: ServerUsage,
@@ -157,8 +181,10 @@ impl Report {
         }
         let _ = writeln!(
             t,
-            "packet loss {:.2} %  freezes {} ({:.2} per classroom-minute)",
+            "packet loss {:.2} % (audio {:.2} %, video {:.2} %)  freezes {} ({:.2} per classroom-minute)",
             self.packet_loss_pct,
+            self.packet_loss_by_kind_pct.audio,
+            self.packet_loss_by_kind_pct.video,
             self.freezes,
             self.freezes_per_classroom_minute()
         );
@@ -221,6 +247,7 @@ mod tests {
             board_op_latency_ms: Summary::of(&[30.0]),
             vote_latency_ms: Summary::of(&[40.0]),
             packet_loss_pct: 0.2,
+            packet_loss_by_kind_pct: LossByKind::from_counts((1000, 4), (3000, 4)),
             freezes: 1,
             server: ServerUsage {
                 cpu_pct_avg: Some(12.5),
@@ -252,6 +279,7 @@ mod tests {
             "board_op_latency_ms",
             "vote_latency_ms",
             "packet_loss_pct",
+            "packet_loss_by_kind_pct",
             "freezes",
             "server",
             "host",
@@ -289,6 +317,8 @@ mod tests {
         assert_eq!(server.len(), 2);
         assert_eq!(server["cpu_pct_avg"], 12.5);
         assert!(server["rss_mb_peak"].is_null());
+        assert_eq!(obj["packet_loss_by_kind_pct"]["audio"], 0.4);
+        assert!(obj["packet_loss_by_kind_pct"]["video"].is_number());
         let host = obj["host"].as_object().unwrap();
         assert_eq!(host.len(), 3);
         assert_eq!(host["cores"], 2);

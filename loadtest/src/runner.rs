@@ -50,7 +50,7 @@ use crate::client::{Classroom, ClientOptions, PublishSpec, VideoSpec};
 use crate::html::ServerPoint;
 use crate::link::LinkProfile;
 use crate::proc_stats::{MetricSet, ProcSampler};
-use crate::report::{HostUsage, Report, ServerUsage};
+use crate::report::{HostUsage, LossByKind, Report, ServerUsage};
 use crate::server::ServerUnderTest;
 use crate::slo::SloThresholds;
 use crate::stats::{FREEZE_GAP, LatencyRecorder, Summary, detect_freezes, loss_pct};
@@ -184,6 +184,9 @@ pub struct Totals {
     /// Media packets the receivers should have had, and those never received.
     pub expected_packets: u64,
     pub lost_packets: u64,
+    /// The audio part of the two above.
+    pub audio_expected_packets: u64,
+    pub audio_lost_packets: u64,
     pub freezes: u64,
     pub duration_secs: f64,
     pub server: ServerUsage,
@@ -214,6 +217,17 @@ pub fn assemble(
             totals.expected_packets,
             totals.expected_packets.saturating_sub(totals.lost_packets),
         ),
+        packet_loss_by_kind_pct: LossByKind::from_counts(
+            (totals.audio_expected_packets, totals.audio_lost_packets),
+            (
+                totals
+                    .expected_packets
+                    .saturating_sub(totals.audio_expected_packets),
+                totals
+                    .lost_packets
+                    .saturating_sub(totals.audio_lost_packets),
+            ),
+        ),
         freezes: totals.freezes,
         server: totals.server,
         host: totals.host,
@@ -233,6 +247,9 @@ struct Shared {
     classes_ready: AtomicU32,
     expected: AtomicU64,
     lost: AtomicU64,
+    /// The audio part of `expected` and `lost`.
+    audio_expected: AtomicU64,
+    audio_lost: AtomicU64,
     freezes: AtomicU64,
     ttff: Mutex<LatencyRecorder>,
     media: Mutex<LatencyRecorder>,
@@ -256,6 +273,8 @@ impl Shared {
             classes_ready: AtomicU32::new(0),
             expected: AtomicU64::new(0),
             lost: AtomicU64::new(0),
+            audio_expected: AtomicU64::new(0),
+            audio_lost: AtomicU64::new(0),
             freezes: AtomicU64::new(0),
             ttff: rec(),
             media: rec(),
@@ -358,6 +377,8 @@ pub async fn run(
         joins_failed: sh.joins_failed.load(Ordering::SeqCst),
         expected_packets: sh.expected.load(Ordering::SeqCst),
         lost_packets: sh.lost.load(Ordering::SeqCst),
+        audio_expected_packets: sh.audio_expected.load(Ordering::SeqCst),
+        audio_lost_packets: sh.audio_lost.load(Ordering::SeqCst),
         freezes: sh.freezes.load(Ordering::SeqCst),
         duration_secs: cfg.duration.as_secs_f64(),
         host: HostUsage::new(cores, loadgen_cpu_pct_avg, server.cpu_pct_avg),
@@ -950,6 +971,11 @@ fn harvest(sh: &Shared, c: &Classroom, from: Instant, to: Instant, probe: bool) 
             );
             sh.expected.fetch_add(r.seqs.expected(), Ordering::SeqCst);
             sh.lost.fetch_add(r.seqs.lost(), Ordering::SeqCst);
+            if info.kind == MediaKind::Audio {
+                sh.audio_expected
+                    .fetch_add(r.seqs.expected(), Ordering::SeqCst);
+                sh.audio_lost.fetch_add(r.seqs.lost(), Ordering::SeqCst);
+            }
             if info.kind == MediaKind::Video {
                 let arrivals: Vec<Instant> =
                     r.frame_arrivals.iter().copied().filter(in_window).collect();
@@ -1226,6 +1252,8 @@ mod tests {
             joins_failed: 0,
             expected_packets: 10_000,
             lost_packets: 25,
+            audio_expected_packets: 4_000,
+            audio_lost_packets: 20,
             freezes: 2,
             duration_secs: 60.0,
             server: ServerUsage {
@@ -1261,7 +1289,10 @@ mod tests {
 
         // The JSON keeps exactly the documented keys.
         let v: Value = serde_json::from_str(&r.to_json().unwrap()).unwrap();
-        assert_eq!(v.as_object().unwrap().len(), 14);
+        assert_eq!(v.as_object().unwrap().len(), 15);
+        // 20 of 4000 audio packets, 5 of 6000 video packets.
+        assert_eq!(v["packet_loss_by_kind_pct"]["audio"], 0.5);
+        assert!((r.packet_loss_by_kind_pct.video - 5.0 / 60.0).abs() < 1e-12);
         assert_eq!(v["host"]["saturated"], true, "90 % + 80 % of 2 cores");
         assert_eq!(v["packet_loss_pct"], 0.25);
 

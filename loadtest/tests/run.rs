@@ -91,6 +91,7 @@ async fn one_class_over_1000km_passes_and_reports_what_it_measured() {
             "joins_failed",
             "joins_ok",
             "media_latency_ms",
+            "packet_loss_by_kind_pct",
             "packet_loss_pct",
             "server",
             "sfu_added_latency_ms",
