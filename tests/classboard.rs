@@ -14,7 +14,7 @@ use tandem_signaling::classboard::board::{BoardOp, Catchup};
 use tandem_signaling::classboard::poll::PollState;
 use tandem_signaling::protocol::{ErrorCode, ParticipantRole, ServerMessage};
 
-async fn lesson(base: &str, links: &Links) -> (Classroom, Classroom, Classroom) {
+async fn lesson(base: &str, links: &NewClass) -> (Classroom, Classroom, Classroom) {
     let teacher = Classroom::join(base, &links.teacher_url, "Ms Li")
         .await
         .expect("teacher joins");

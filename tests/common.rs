@@ -22,10 +22,14 @@ pub async fn start() -> TestServer {
     }
 }
 
+/// A new class and the links and tokens `POST /api/classes` hands out.
 pub struct NewClass {
     pub class_id: String,
     pub teacher_url: String,
     pub invite_url: String,
+    pub pupil_url: String,
+    pub teacher_token: String,
+    pub invite_token: String,
 }
 
 pub async fn create_class(base: &str, title: &str) -> NewClass {
@@ -38,12 +42,13 @@ pub async fn create_class(base: &str, title: &str) -> NewClass {
         .json()
         .await
         .expect("json");
+    let s = |k: &str| body[k].as_str().unwrap_or_else(|| panic!("{k}")).to_owned();
     NewClass {
-        class_id: body["class_id"].as_str().expect("class_id").to_owned(),
-        teacher_url: body["teacher_url"]
-            .as_str()
-            .expect("teacher_url")
-            .to_owned(),
-        invite_url: body["invite_url"].as_str().expect("invite_url").to_owned(),
+        class_id: s("class_id"),
+        teacher_url: s("teacher_url"),
+        invite_url: s("invite_url"),
+        pupil_url: s("pupil_url"),
+        teacher_token: s("teacher_token"),
+        invite_token: s("invite_token"),
     }
 }

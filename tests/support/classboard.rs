@@ -32,35 +32,11 @@ pub async fn start_on(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> Runni
     }
 }
 
-pub struct Links {
-    pub class_id: String,
-    pub teacher_url: String,
-    pub invite_url: String,
-    pub pupil_url: String,
-    pub teacher_token: String,
-    pub invite_token: String,
-}
-
-pub async fn create_class(base: &str, title: &str) -> Links {
-    let body: Value = reqwest::Client::new()
-        .post(format!("{base}/api/classes"))
-        .json(&json!({"title": title, "teacher_name": "Ms Li"}))
-        .send()
-        .await
-        .expect("create class")
-        .json()
-        .await
-        .expect("json");
-    let s = |k: &str| body[k].as_str().unwrap_or_else(|| panic!("{k}")).to_owned();
-    Links {
-        class_id: s("class_id"),
-        teacher_url: s("teacher_url"),
-        invite_url: s("invite_url"),
-        pupil_url: s("pupil_url"),
-        teacher_token: s("teacher_token"),
-        invite_token: s("invite_token"),
-    }
-}
+#[path = "../common.rs"]
+mod common;
+/// A class's links: the same helper the other end-to-end tests use.
+#[allow(unused_imports)] // Each test file takes what it needs.
+pub use common::{NewClass, create_class};
 
 /// Send a board op given as JSON (the `op` object of a `board_op` message).
 pub fn draw(c: &Classroom, op: Value) {
