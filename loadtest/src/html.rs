@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use tandem_signaling::classboard::board::xml_escape as escape;
+
 use crate::proc_stats::ProcSample;
 use crate::report::Report;
 use crate::stats::LatencyRecorder;
@@ -373,22 +375,6 @@ fn tick_label(v: f64) -> String {
     } else {
         format!("{v:.2}")
     }
-}
-
-/// Escapes text for HTML content and attribute values.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
