@@ -507,15 +507,8 @@ impl Classroom {
                     pc.set_remote_description(RTCSessionDescription::offer(sdp)?)
                         .await?;
                     let answer = pc.create_answer(None).await?;
-                    pc.set_local_description(answer).await?;
-                    if let Some(g) = gathered.as_mut() {
-                        let _ = tokio::time::timeout(Duration::from_secs(2), g.recv()).await;
-                    }
-                    Ok(pc
-                        .local_description()
-                        .await
-                        .ok_or_else(|| anyhow!("no local description"))?
-                        .sdp)
+                    // Only a new leg gathers; a renegotiation reuses its candidates.
+                    apply_local(&pc, answer, gathered.as_mut()).await
                 }
                 .await;
                 match result {
@@ -1046,15 +1039,26 @@ pub enum HttpOfferOutcome {
     Refused(u16, String),
 }
 
-/// Create and apply an offer, give candidate gathering up to 2 s (loopback needs far less), and
-/// return the SDP with the candidates in it.
+/// Create and apply an offer and return the SDP with the candidates in it.
 async fn local_offer(
     pc: &Arc<dyn PeerConnection>,
     gathered: &mut mpsc::UnboundedReceiver<()>,
 ) -> anyhow::Result<String> {
     let offer = pc.create_offer(None).await?;
-    pc.set_local_description(offer).await?;
-    let _ = tokio::time::timeout(Duration::from_secs(2), gathered.recv()).await;
+    apply_local(pc, offer, Some(gathered)).await
+}
+
+/// Apply a local offer or answer, give candidate gathering (when `gathered` is given) up to 2 s
+/// (loopback needs far less), and return the SDP as it then stands.
+async fn apply_local(
+    pc: &Arc<dyn PeerConnection>,
+    description: RTCSessionDescription,
+    gathered: Option<&mut mpsc::UnboundedReceiver<()>>,
+) -> anyhow::Result<String> {
+    pc.set_local_description(description).await?;
+    if let Some(g) = gathered {
+        let _ = tokio::time::timeout(Duration::from_secs(2), g.recv()).await;
+    }
     Ok(pc
         .local_description()
         .await
