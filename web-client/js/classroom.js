@@ -3,34 +3,39 @@
 // shared whiteboard (drawing when the teacher allows it) and the vote card.
 
 import { h, setText, clear } from './dom.js';
-import { getClass } from './api.js';
 import { runDeviceCheck } from './devicecheck.js';
 import { LiveSession } from './live.js';
 import { RemoteMedia } from './remote-media.js';
 import { teacherOf, handRaised, isOnStage } from './state.js';
 import { stopStream } from './media.js';
 import { announce, attachStream, videoElement, messageScreen } from './ui.js';
-import { showFailure } from './errors.js';
+import { showFailure, openClass } from './errors.js';
 import { statusPill, connectStatus } from './status.js';
 import { boardPanel } from './board.js';
 import { voteCard } from './poll-ui.js';
+import { askName } from './name-form.js';
 
-const NAME_KEY = 'tandem.classroomName';
+const NAME_FORM = {
+  storageKey: 'tandem.classroomName',
+  inputId: 'classroom-name',
+  maxlength: '200',
+  autocomplete: 'organization',
+  testid: 'join-form',
+  continueTestid: 'name-continue',
+  keys: {
+    heading: 'classroom.joinHeading',
+    intro: 'classroom.joinIntro',
+    label: 'classroom.nameLabel',
+    hint: 'classroom.nameHint',
+    missing: 'classroom.nameMissing',
+    continue: 'classroom.continue',
+  },
+};
 
 export async function renderClassroom(root, { classId, token, onLive }) {
-  messageScreen(root, { title: 'common.loading', testid: 'loading' });
-  let info;
-  try {
-    info = await getClass(classId, token);
-  } catch (err) {
-    showFailure(root, err.kind, { retry: () => renderClassroom(root, { classId, token, onLive }) });
-    return;
-  }
-  if (info.state === 'ended') {
-    showFailure(root, 'ended');
-    return;
-  }
-  const name = await askName(root, info);
+  const info = await openClass(root, { classId, token, retry: () => renderClassroom(root, { classId, token, onLive }) });
+  if (!info) return;
+  const name = await askName(root, info, NAME_FORM);
   const media = await runDeviceCheck(root, { confirmKey: 'classroom.join', headingParams: { title: info.title } });
   const live = new LiveSession({
     token,
@@ -42,36 +47,6 @@ export async function renderClassroom(root, { classId, token, onLive }) {
   live.start();
 }
 
-function askName(root, info) {
-  return new Promise((resolve) => {
-    let saved = '';
-    try { saved = localStorage.getItem(NAME_KEY) || ''; } catch { /* private mode */ }
-    const input = h('input', { id: 'classroom-name', required: true, maxlength: '200', autocomplete: 'organization', value: saved, testid: 'classroom-name', 'aria-describedby': 'classroom-name-hint' });
-    const error = h('p', { class: 'form-error', role: 'alert', hidden: true, i18n: 'classroom.nameMissing' });
-    const form = h('form', { class: 'card start-form', testid: 'join-form', novalidate: true },
-      h('h1', { i18n: 'classroom.joinHeading', i18nParams: { title: info.title } }),
-      h('p', { class: 'lead', i18n: 'classroom.joinIntro', i18nParams: { teacher: info.teacher_name } }),
-      h('div', { class: 'field' },
-        h('label', { for: 'classroom-name', i18n: 'classroom.nameLabel' }), input,
-        h('p', { class: 'hint', id: 'classroom-name-hint', i18n: 'classroom.nameHint' })),
-      error,
-      h('button', { type: 'submit', class: 'primary', i18n: 'classroom.continue', testid: 'name-continue' }));
-    form.addEventListener('submit', (e) => {
-      e.preventDefault();
-      const value = input.value.trim();
-      if (!value) {
-        error.hidden = false;
-        input.focus();
-        return;
-      }
-      try { localStorage.setItem(NAME_KEY, value); } catch { /* private mode */ }
-      resolve(value);
-    });
-    clear(root);
-    root.append(form);
-    input.focus();
-  });
-}
 
 function buildLivePage(root, { info, name, live, media, rejoin }) {
   const remote = new RemoteMedia(document.getElementById('remote-audio'));

@@ -1,6 +1,7 @@
 // Screens for failures a person can hit opening a link or during a class.
 
 import { messageScreen } from './ui.js';
+import { getClass } from './api.js';
 
 /** For an ApiError kind or a fatal WebSocket code. */
 export function showFailure(root, kind, { retry } = {}) {
@@ -16,4 +17,25 @@ export function showFailure(root, kind, { retry } = {}) {
     tone: k === 'ended' ? 'info' : 'error',
     testid: k === 'ended' ? 'class-ended' : `failure-${k}`,
   });
+}
+
+/**
+ * The class a page was opened for: shows "loading", then resolves to the class info, or shows
+ * why it cannot be joined (with `retry` where trying again may help, or "class ended") and
+ * resolves to null.
+ */
+export async function openClass(root, { classId, token, retry }) {
+  messageScreen(root, { title: 'common.loading', testid: 'loading' });
+  let info;
+  try {
+    info = await getClass(classId, token);
+  } catch (err) {
+    showFailure(root, err.kind, { retry });
+    return null;
+  }
+  if (info.state === 'ended') {
+    showFailure(root, 'ended');
+    return null;
+  }
+  return info;
 }

@@ -3,16 +3,30 @@
 // connection at all.
 
 import { h, clear } from './dom.js';
-import { getClass } from './api.js';
 import { SignalingClient, msg, wsUrl } from './protocol.js';
 import { initialState, reduce } from './state.js';
 import { initialPolls, reducePolls } from './poll-model.js';
-import { messageScreen } from './ui.js';
-import { showFailure } from './errors.js';
+import { showFailure, openClass } from './errors.js';
 import { statusPill, connectStatus } from './status.js';
 import { voteCard } from './poll-ui.js';
+import { askName } from './name-form.js';
 
-const NAME_KEY = 'tandem.pupilName';
+const NAME_FORM = {
+  storageKey: 'tandem.pupilName',
+  inputId: 'pupil-name',
+  maxlength: '100',
+  autocomplete: 'given-name',
+  testid: 'pupil-form',
+  continueTestid: 'pupil-continue',
+  keys: {
+    heading: 'pupil.heading',
+    intro: 'pupil.intro',
+    label: 'pupil.nameLabel',
+    hint: 'pupil.nameHint',
+    missing: 'pupil.nameMissing',
+    continue: 'pupil.continue',
+  },
+};
 
 /** A signaling connection that only follows polls and votes (same events as LiveSession). */
 export class PupilSession extends EventTarget {
@@ -57,19 +71,9 @@ export class PupilSession extends EventTarget {
 }
 
 export async function renderPupil(root, { classId, token, onLive }) {
-  messageScreen(root, { title: 'common.loading', testid: 'loading' });
-  let info;
-  try {
-    info = await getClass(classId, token);
-  } catch (err) {
-    showFailure(root, err.kind, { retry: () => renderPupil(root, { classId, token, onLive }) });
-    return;
-  }
-  if (info.state === 'ended') {
-    showFailure(root, 'ended');
-    return;
-  }
-  const name = await askName(root, info);
+  const info = await openClass(root, { classId, token, retry: () => renderPupil(root, { classId, token, onLive }) });
+  if (!info) return;
+  const name = await askName(root, info, NAME_FORM);
   const session = new PupilSession({ token, name });
   onLive(session);
   clear(root);
@@ -87,33 +91,3 @@ export async function renderPupil(root, { classId, token, onLive }) {
   session.start();
 }
 
-function askName(root, info) {
-  return new Promise((resolve) => {
-    let saved = '';
-    try { saved = localStorage.getItem(NAME_KEY) || ''; } catch { /* private mode */ }
-    const input = h('input', { id: 'pupil-name', required: true, maxlength: '100', autocomplete: 'given-name', value: saved, testid: 'pupil-name', 'aria-describedby': 'pupil-name-hint' });
-    const error = h('p', { class: 'form-error', role: 'alert', hidden: true, i18n: 'pupil.nameMissing' });
-    const form = h('form', { class: 'card start-form', testid: 'pupil-form', novalidate: true },
-      h('h1', { i18n: 'pupil.heading', i18nParams: { title: info.title } }),
-      h('p', { class: 'lead', i18n: 'pupil.intro', i18nParams: { teacher: info.teacher_name } }),
-      h('div', { class: 'field' },
-        h('label', { for: 'pupil-name', i18n: 'pupil.nameLabel' }), input,
-        h('p', { class: 'hint', id: 'pupil-name-hint', i18n: 'pupil.nameHint' })),
-      error,
-      h('button', { type: 'submit', class: 'primary', i18n: 'pupil.continue', testid: 'pupil-continue' }));
-    form.addEventListener('submit', (e) => {
-      e.preventDefault();
-      const value = input.value.trim();
-      if (!value) {
-        error.hidden = false;
-        input.focus();
-        return;
-      }
-      try { localStorage.setItem(NAME_KEY, value); } catch { /* private mode */ }
-      resolve(value);
-    });
-    clear(root);
-    root.append(form);
-    input.focus();
-  });
-}

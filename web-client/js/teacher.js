@@ -11,26 +11,16 @@ import { remoteClassrooms, isOnStage, handRaised } from './state.js';
 import { openScreen, stopStream, MediaError } from './media.js';
 import { encodeQr, qrToSvg } from './qr.js';
 import { t, onLanguageChange } from './i18n.js';
-import { announce, attachStream, videoElement, levelMeter, messageScreen } from './ui.js';
-import { showFailure } from './errors.js';
+import { announce, attachStream, videoElement, levelMeter } from './ui.js';
+import { showFailure, openClass } from './errors.js';
 import { statusPill, connectStatus } from './status.js';
 import { boardPanel } from './board.js';
 import { mayDraw } from './board-model.js';
 import { teacherPollPanel } from './poll-ui.js';
 
 export async function renderTeacher(root, { classId, token, onLive }) {
-  messageScreen(root, { title: 'common.loading', testid: 'loading' });
-  let info;
-  try {
-    info = await getClass(classId, token);
-  } catch (err) {
-    showFailure(root, err.kind, { retry: () => renderTeacher(root, { classId, token, onLive }) });
-    return;
-  }
-  if (info.state === 'ended') {
-    showFailure(root, 'ended');
-    return;
-  }
+  const info = await openClass(root, { classId, token, retry: () => renderTeacher(root, { classId, token, onLive }) });
+  if (!info) return;
   const media = await runDeviceCheck(root, { confirmKey: 'teacher.goLive', headingParams: { title: info.title } });
   const live = new LiveSession({
     token,
