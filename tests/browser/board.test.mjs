@@ -9,79 +9,27 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, existsSync, writeFileSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { chromium } from 'playwright-core';
+import { readFileSync } from 'node:fs';
+import { TandemServer, prepare, launchChromium, closeBrowser, byTestId, shot } from './harness.mjs';
 
-const BIN = resolve(process.env.TANDEM_BIN || 'target/debug/tandem');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const OUT = resolve('tests/output');
 const STEP_MS = 30_000;
 
 let server;
-let serverLog = '';
-let dataDir;
 let base;
 let browser;
 const contexts = [];
 
-function startServer(listen = '127.0.0.1:0') {
-  dataDir ||= mkdtempSync(join(tmpdir(), 'tandem-board-'));
-  server = spawn(BIN, ['--listen', listen, '--media-listen', '127.0.0.1:0', '--data-dir', dataDir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, TANDEM_LOG: process.env.TANDEM_LOG || 'info' },
-  });
-  const proc = server;
-  proc.stderr.on('data', (d) => { serverLog = (serverLog + d).slice(-300_000); });
-  return new Promise((resolveReady, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no TANDEM_READY within 30 s\n${serverLog.slice(-4000)}`)), 30_000);
-    proc.on('error', (err) => { clearTimeout(timer); reject(err); });
-    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited (${code}) before ready\n${serverLog.slice(-4000)}`)); });
-    createInterface({ input: proc.stdout }).on('line', (line) => {
-      const m = /^TANDEM_READY http=(\S+) media=(\S+)/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        resolveReady(m[1].startsWith('http') ? m[1] : `http://${m[1]}`);
-      }
-    });
-  });
-}
-
-async function killServer(signal) {
-  if (!server || server.exitCode !== null || server.signalCode !== null) return;
-  const exited = new Promise((r) => server.once('exit', r));
-  server.kill(signal);
-  const timer = setTimeout(() => server.kill('SIGKILL'), 3000);
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-  clearTimeout(timer);
-}
-
 before(async () => {
-  assert.ok(existsSync(BIN), `server binary ${BIN} is missing: run cargo build or set TANDEM_BIN`);
-  mkdirSync(OUT, { recursive: true });
-  base = await startServer();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30_000,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync',
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
+  prepare();
+  server = new TandemServer({ dataPrefix: 'tandem-board-', logLimit: 300_000 });
+  base = await server.start();
+  browser = await launchChromium();
 });
 
 after(async () => {
   for (const c of contexts) await c.close().catch(() => {});
-  if (browser) await Promise.race([browser.close().catch(() => {}), new Promise((r) => setTimeout(r, 10_000))]);
-  await killServer('SIGTERM');
-  writeFileSync(join(OUT, 'board-server.log'), serverLog);
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  await closeBrowser(browser);
+  await server?.dispose('board-server.log');
 });
 
 async function newPage(name, { viewport = { width: 1366, height: 900 }, permissions = ['camera', 'microphone'] } = {}) {
@@ -103,11 +51,6 @@ async function newPage(name, { viewport = { width: 1366, height: 900 }, permissi
   return page;
 }
 
-const byTestId = (page, id) => page.locator(`[data-testid="${id}"]`);
-
-async function shot(page, name) {
-  await page.screenshot({ path: join(OUT, `${name}.png`), fullPage: true });
-}
 
 async function passDeviceCheck(page) {
   await byTestId(page, 'device-check').waitFor();
@@ -320,9 +263,9 @@ test('the whiteboard and voting in the browser, across a server restart', { time
     const before = await board(teacher);
     assert.deepEqual(visible(await boardAt(roomA, before.seq)), visible(before));
     const port = new URL(base).port;
-    await killServer('SIGKILL');
+    await server.stop('SIGKILL');
     await roomA.waitForFunction(() => window.tandem.status() !== 'joined');
-    base = await startServer(`127.0.0.1:${port}`);
+    base = await server.start(`127.0.0.1:${port}`);
     for (const page of [teacher, roomA]) {
       await page.waitForFunction(() => window.tandem.status() === 'joined', null, { timeout: 45_000 });
       await page.waitForFunction((s) => window.tandem.board() && window.tandem.board().seq === s, before.seq);

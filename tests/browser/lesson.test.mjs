@@ -7,78 +7,27 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, existsSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
+import { CHROMIUM, TandemServer, prepare, launchChromium, closeBrowser, byTestId, shot } from './harness.mjs';
 
-const BIN = resolve(process.env.TANDEM_BIN || 'target/debug/tandem');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const OUT = resolve('tests/output');
 const STEP_MS = 45_000;
 
 let server;
-let serverLog = '';
-let dataDir;
 let base;
 let browser;
 const pages = {};
 
-function startServer() {
-  dataDir = mkdtempSync(join(tmpdir(), 'tandem-browser-'));
-  server = spawn(BIN, ['--listen', '127.0.0.1:0', '--media-listen', '127.0.0.1:0', '--data-dir', dataDir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, TANDEM_LOG: process.env.TANDEM_LOG || 'info' },
-  });
-  server.stderr.on('data', (d) => { serverLog = (serverLog + d).slice(-200_000); });
-  return new Promise((resolveReady, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no TANDEM_READY within 30 s\n${serverLog}`)), 30_000);
-    server.on('error', (err) => { clearTimeout(timer); reject(err); });
-    server.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited (${code}) before ready\n${serverLog}`)); });
-    createInterface({ input: server.stdout }).on('line', (line) => {
-      const m = /^TANDEM_READY http=(\S+) media=(\S+)/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        resolveReady(m[1]);
-      }
-    });
-  });
-}
-
-async function stopServer() {
-  if (!server || server.exitCode !== null) return;
-  const exited = new Promise((r) => server.once('exit', r));
-  server.kill('SIGTERM');
-  const timer = setTimeout(() => server.kill('SIGKILL'), 3000);
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-  clearTimeout(timer);
-}
-
 before(async () => {
-  assert.ok(existsSync(BIN), `server binary ${BIN} is missing: run cargo build or set TANDEM_BIN`);
-  mkdirSync(OUT, { recursive: true });
-  base = await startServer();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30_000,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync',
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--autoplay-policy=no-user-gesture-required', '--auto-select-desktop-capture-source=Entire screen',
-    ],
-  });
+  prepare();
+  server = new TandemServer({ dataPrefix: 'tandem-browser-', logLimit: 200_000 });
+  base = await server.start();
+  browser = await launchChromium(['--auto-select-desktop-capture-source=Entire screen']);
 });
 
 after(async () => {
   for (const page of Object.values(pages)) await page.close().catch(() => {});
-  if (browser) await Promise.race([browser.close().catch(() => {}), new Promise((r) => setTimeout(r, 10_000))]);
-  await stopServer();
-  writeFileSync(join(OUT, 'server.log'), serverLog);
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  await closeBrowser(browser);
+  await server?.dispose('server.log');
 });
 
 async function newPage(name) {
@@ -106,11 +55,6 @@ async function newPage(name) {
   return page;
 }
 
-const byTestId = (page, id) => page.locator(`[data-testid="${id}"]`);
-
-async function shot(page, name) {
-  await page.screenshot({ path: join(OUT, `${name}.png`), fullPage: true });
-}
 
 /**
  * Wait until the page decodes media matching `match` (e.g. {classroom_id, kind: 'video'}):
@@ -364,7 +308,7 @@ test('a classroom that blocks camera and microphone is told so and can join with
     assert.equal(await page.evaluate(() => Object.values(window.tandem.state().tracks)
       .filter((t) => t.classroom_id === window.tandem.state().you.classroom_id).length), 0, 'publishes nothing');
   } finally {
-    await Promise.race([strict.close().catch(() => {}), new Promise((r) => setTimeout(r, 10_000))]);
+    await closeBrowser(strict);
   }
 });
 
@@ -394,7 +338,7 @@ test('links that cannot work get a clear page, never a blank one', { timeout: 12
   await page.goto(`${base}/`);
   await byTestId(page, 'class-title').fill('Grade 4 Music');
   await byTestId(page, 'teacher-name').fill('Ms Zhao');
-  await stopServer();
+  await server.stop();
   await byTestId(page, 'start-class').click();
   await byTestId(page, 'form-error').filter({ hasText: 'Cannot reach the Tandem server' }).waitFor();
   await shot(page, '11-server-unreachable');
