@@ -1167,6 +1167,16 @@ mod tests {
     use crate::Role;
     use crate::testkit::Harness;
 
+    /// `speakers` each send `packets` Opus-sized packets, one every 20 ms, as a microphone does.
+    fn talk(h: &mut Harness, speakers: &[usize], packets: usize) {
+        for _ in 0..packets {
+            for &s in speakers {
+                h.send_packet(s, Bytes::from_static(&[0xf8; 80]));
+            }
+            h.run_for(Duration::from_millis(20));
+        }
+    }
+
     #[test]
     fn a_remote_classroom_hears_the_teacher_and_not_another_classroom_until_on_stage() {
         let mut h = Harness::new();
@@ -1176,11 +1186,7 @@ mod tests {
         h.publish_audio(a);
         h.publish_audio(teacher);
         h.run_for(Duration::from_millis(500));
-        for _ in 0..20 {
-            h.send_packet(teacher, Bytes::from_static(&[0xf8; 80]));
-            h.send_packet(a, Bytes::from_static(&[0xf8; 80]));
-            h.run_for(Duration::from_millis(20));
-        }
+        talk(&mut h, &[teacher, a], 20);
         assert!(h.peers[a].received >= 10, "A hears the teacher");
         assert!(h.peers[teacher].received >= 10, "the teacher hears A");
         let b_before = h.peers[b].received;
@@ -1192,10 +1198,7 @@ mod tests {
         h.router.set_stage(now, &class, [a_id]);
         h.run_for(Duration::from_millis(500));
         let b_mid = h.peers[b].received;
-        for _ in 0..20 {
-            h.send_packet(a, Bytes::from_static(&[0xf8; 80]));
-            h.run_for(Duration::from_millis(20));
-        }
+        talk(&mut h, &[a], 20);
         assert!(h.peers[b].received >= b_mid + 10, "B hears A on stage");
     }
 
@@ -1284,10 +1287,7 @@ mod tests {
             "A's subscribe leg connected after the burst"
         );
         let before = h.peers[a].received;
-        for _ in 0..10 {
-            h.send_packet(teacher, Bytes::from_static(&[0xf8; 80]));
-            h.run_for(Duration::from_millis(20));
-        }
+        talk(&mut h, &[teacher], 10);
         assert!(h.peers[a].received >= before + 5, "A hears the teacher");
     }
 
