@@ -191,85 +191,26 @@ async fn whip_and_whep_errors_follow_the_rfc_and_the_class_goes_on() {
     let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
     for kind in ["whip", "whep"] {
         let path = format!("/{kind}/{}", class.class_id);
-        let status = |r: reqwest::Response| r.status().as_u16();
-        assert_eq!(
-            status(
-                post(path.clone(), None, "application/sdp", offer)
-                    .await
-                    .unwrap()
-            ),
-            401,
-            "{kind}: no token"
+        let unknown = format!("/{kind}/c_nosuchclass");
+        let (sdp, teacher, other) = (
+            "application/sdp",
+            Some(teacher_token.as_str()),
+            Some(other_token.as_str()),
         );
-        assert_eq!(
-            status(
-                post(path.clone(), Some("forged.token"), "application/sdp", offer)
-                    .await
-                    .unwrap()
-            ),
-            401,
-            "{kind}: forged"
-        );
-        assert_eq!(
-            status(
-                post(path.clone(), Some(&other_token), "application/sdp", offer)
-                    .await
-                    .unwrap()
-            ),
-            403,
-            "{kind}: other class"
-        );
-        assert_eq!(
-            status(
-                post(
-                    format!("/{kind}/c_nosuchclass"),
-                    Some(&teacher_token),
-                    "application/sdp",
-                    offer
-                )
-                .await
-                .unwrap()
-            ),
-            404,
-            "{kind}: unknown class"
-        );
-        assert_eq!(
-            status(
-                post(path.clone(), Some(&teacher_token), "text/plain", offer)
-                    .await
-                    .unwrap()
-            ),
-            415,
-            "{kind}: content type"
-        );
-        assert_eq!(
-            status(
-                post(
-                    path.clone(),
-                    Some(&teacher_token),
-                    "application/sdp",
-                    "hello"
-                )
-                .await
-                .unwrap()
-            ),
-            400,
-            "{kind}: not SDP"
-        );
-        assert_eq!(
-            status(
-                post(
-                    path.clone(),
-                    Some(&teacher_token),
-                    "application/sdp",
-                    "v=0\r\nm=garbage\r\n"
-                )
-                .await
-                .unwrap()
-            ),
-            400,
-            "{kind}: unusable SDP"
-        );
+        let garbage = "v=0\r\nm=garbage\r\n";
+        let cases = [
+            (&path, None, sdp, offer, 401, "no token"),
+            (&path, Some("forged.token"), sdp, offer, 401, "forged"),
+            (&path, other, sdp, offer, 403, "other class"),
+            (&unknown, teacher, sdp, offer, 404, "unknown class"),
+            (&path, teacher, "text/plain", offer, 415, "content type"),
+            (&path, teacher, sdp, "hello", 400, "not SDP"),
+            (&path, teacher, sdp, garbage, 400, "unusable SDP"),
+        ];
+        for (to, token, content_type, body, want, what) in cases {
+            let got = post(to.clone(), token, content_type, body).await.unwrap();
+            assert_eq!(got.status().as_u16(), want, "{kind}: {what}");
+        }
     }
     // A pupil's voting link carries no media.
     let created: serde_json::Value = reqwest::Client::new()
