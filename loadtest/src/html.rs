@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tandem_signaling::classboard::board::xml_escape as escape;
 
 use crate::proc_stats::ProcSample;
-use crate::report::Report;
+use crate::report::{Report, optional};
 use crate::stats::LatencyRecorder;
 
 /// Chart size in SVG user units.
@@ -101,13 +101,7 @@ pub fn render(input: &HtmlReport<'_>) -> String {
     h.push_str(
         "<table>\n<tr><th>latency (ms)</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>\n",
     );
-    for (name, s) in [
-        ("time to first frame", &r.time_to_first_frame_ms),
-        ("media one-way", &r.media_latency_ms),
-        ("added by server", &r.sfu_added_latency_ms),
-        ("board op", &r.board_op_latency_ms),
-        ("vote", &r.vote_latency_ms),
-    ] {
+    for (name, s) in r.latency_rows() {
         let _ = writeln!(
             h,
             "<tr><td>{name}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>",
@@ -115,17 +109,16 @@ pub fn render(input: &HtmlReport<'_>) -> String {
         );
     }
     h.push_str("</table>\n");
-    let opt = |v: Option<f64>, unit: &str| v.map_or("n/a".to_owned(), |v| format!("{v:.1} {unit}"));
     let _ = writeln!(
         h,
         "<p>Server: CPU average {}, RSS peak {}.</p>",
-        opt(r.server.cpu_pct_avg, "% of a core"),
-        opt(r.server.rss_mb_peak, "MiB")
+        optional(r.server.cpu_pct_avg, "% of a core"),
+        optional(r.server.rss_mb_peak, "MiB")
     );
     let _ = writeln!(
         h,
         "<p>Load generator: CPU average {} on a {}-core host.{}</p>",
-        opt(r.host.loadgen_cpu_pct_avg, "% of a core"),
+        optional(r.host.loadgen_cpu_pct_avg, "% of a core"),
         r.host.cores,
         if r.host.saturated {
             " <strong>This host was saturated: latency and loss measure this machine, not only \

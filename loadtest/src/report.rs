@@ -79,6 +79,11 @@ impl HostUsage {
     }
 }
 
+/// A measured figure with one decimal and its unit, or "n/a" when it was not measured.
+pub fn optional(value: Option<f64>, unit: &str) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1} {unit}"))
+}
+
 /// Whether the run met its service-level objectives.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SloOutcome {
@@ -152,6 +157,17 @@ impl Report {
         }
     }
 
+    /// The latency figures with their names, in the order the summaries show them.
+    pub fn latency_rows(&self) -> [(&'static str, &Summary); 5] {
+        [
+            ("time to first frame", &self.time_to_first_frame_ms),
+            ("media one-way", &self.media_latency_ms),
+            ("added by server", &self.sfu_added_latency_ms),
+            ("board op", &self.board_op_latency_ms),
+            ("vote", &self.vote_latency_ms),
+        ]
+    }
+
     /// The table printed at the end of a run.
     pub fn summary_table(&self) -> String {
         let mut t = String::new();
@@ -165,14 +181,7 @@ impl Report {
             "{:<26} {:>9} {:>9} {:>9} {:>9}",
             "latency (ms)", "p50", "p95", "p99", "max"
         );
-        let rows = [
-            ("time to first frame", &self.time_to_first_frame_ms),
-            ("media one-way", &self.media_latency_ms),
-            ("added by server", &self.sfu_added_latency_ms),
-            ("board op", &self.board_op_latency_ms),
-            ("vote", &self.vote_latency_ms),
-        ];
-        for (name, s) in rows {
+        for (name, s) in self.latency_rows() {
             let _ = writeln!(
                 t,
                 "{name:<26} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
@@ -188,20 +197,16 @@ impl Report {
             self.freezes,
             self.freezes_per_classroom_minute()
         );
-        let opt = |v: Option<f64>, unit: &str| match v {
-            Some(v) => format!("{v:.1} {unit}"),
-            None => "n/a".to_owned(),
-        };
         let _ = writeln!(
             t,
             "server cpu avg {}  rss peak {}",
-            opt(self.server.cpu_pct_avg, "%"),
-            opt(self.server.rss_mb_peak, "MiB")
+            optional(self.server.cpu_pct_avg, "%"),
+            optional(self.server.rss_mb_peak, "MiB")
         );
         let _ = writeln!(
             t,
             "load generator cpu avg {} of {} cores",
-            opt(self.host.loadgen_cpu_pct_avg, "%"),
+            optional(self.host.loadgen_cpu_pct_avg, "%"),
             self.host.cores
         );
         if self.host.saturated {
