@@ -1409,19 +1409,8 @@ fn svg_object(s: &mut String, shape: &Shape) {
             width,
             from,
             to,
-        } => {
-            let _ = write!(
-                s,
-                r#"<line x1="{}" y1="{}" x2="{}" y2="{}"{} stroke-width="{}" stroke-linecap="round"/>"#,
-                n(from.0),
-                n(from.1),
-                n(to.0),
-                n(to.1),
-                paint("stroke", color, 1.0),
-                n(*width)
-            );
         }
-        Shape::Arrow {
+        | Shape::Arrow {
             color,
             width,
             from,
@@ -1437,28 +1426,31 @@ fn svg_object(s: &mut String, shape: &Shape) {
                 paint("stroke", color, 1.0),
                 n(*width)
             );
-            let angle = (to.1 - from.1).atan2(to.0 - from.0);
-            let head = (width * 4.0).max(12.0);
-            let spread = 0.45_f64;
-            let a = (
-                to.0 - head * (angle - spread).cos(),
-                to.1 - head * (angle - spread).sin(),
-            );
-            let b = (
-                to.0 - head * (angle + spread).cos(),
-                to.1 - head * (angle + spread).sin(),
-            );
-            let _ = write!(
-                s,
-                r#"<polygon points="{},{} {},{} {},{}"{}/>"#,
-                n(to.0),
-                n(to.1),
-                n(a.0),
-                n(a.1),
-                n(b.0),
-                n(b.1),
-                paint("fill", color, 1.0)
-            );
+            // An arrow is a line with a head at its end.
+            if matches!(shape, Shape::Arrow { .. }) {
+                let angle = (to.1 - from.1).atan2(to.0 - from.0);
+                let head = (width * 4.0).max(12.0);
+                let spread = 0.45_f64;
+                let a = (
+                    to.0 - head * (angle - spread).cos(),
+                    to.1 - head * (angle - spread).sin(),
+                );
+                let b = (
+                    to.0 - head * (angle + spread).cos(),
+                    to.1 - head * (angle + spread).sin(),
+                );
+                let _ = write!(
+                    s,
+                    r#"<polygon points="{},{} {},{} {},{}"{}/>"#,
+                    n(to.0),
+                    n(to.1),
+                    n(a.0),
+                    n(a.1),
+                    n(b.0),
+                    n(b.1),
+                    paint("fill", color, 1.0)
+                );
+            }
         }
         Shape::Rect {
             color,
