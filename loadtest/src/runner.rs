@@ -492,6 +492,14 @@ async fn first_keyframe(c: &Classroom, publisher: &str, timeout: Duration) -> Op
     }
 }
 
+/// Records how long after `since` the first keyframe came; one that never came counts as
+/// [`FIRST_FRAME_TIMEOUT`], at the moment the wait gave up.
+fn record_first_frame(rec: &Mutex<LatencyRecorder>, since: Instant, first: Option<Instant>) {
+    let at = first.unwrap_or_else(Instant::now);
+    let took = first.map_or(FIRST_FRAME_TIMEOUT, |t| t - since);
+    rec.lock().record_duration(at, took);
+}
+
 /// A remote classroom of a class.
 struct Remote {
     name: String,
@@ -555,9 +563,7 @@ async fn join_remote(
             }
             if !probe {
                 sh.joins_ok.fetch_add(1, Ordering::SeqCst);
-                let at = first.unwrap_or_else(Instant::now);
-                let took = first.map_or(FIRST_FRAME_TIMEOUT, |t| t - opened);
-                sh.ttff.lock().record_duration(at, took);
+                record_first_frame(&sh.ttff, opened, first);
                 remote.listener = Some(tokio::spawn(board_listener(sh.clone(), c.subscribe())));
             }
             remote.classroom = Some(c);
@@ -867,9 +873,7 @@ async fn rejoin(
                 });
             }
             let first = first_keyframe(&c, &teacher.classroom_id, FIRST_FRAME_TIMEOUT).await;
-            let at = first.unwrap_or_else(Instant::now);
-            let took = first.map_or(FIRST_FRAME_TIMEOUT, |t| t - started);
-            sh.recovery.lock().record_duration(at, took);
+            record_first_frame(&sh.recovery, started, first);
             remote.listener = Some(tokio::spawn(board_listener(sh.clone(), c.subscribe())));
             remote.classroom = Some(c);
         }
