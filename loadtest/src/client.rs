@@ -387,7 +387,9 @@ impl Classroom {
         options: ClientOptions,
     ) -> anyhow::Result<Self> {
         let token = token_from_link(link_or_token).unwrap_or_else(|_| link_or_token.to_owned());
-        let (ws, _) = tokio_tungstenite::connect_async(ws_url(http_base))
+        // TCP_NODELAY: each message is one small frame that must not wait for Nagle. (reqwest,
+        // the HTTP client, sets it by default.)
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(ws_url(http_base), None, true)
             .await
             .context("connecting the WebSocket")?;
         let (mut sink, mut stream) = ws.split();
