@@ -88,6 +88,9 @@ pub struct ClientOptions {
     /// A fault for tests of the load test: the camera is declared and negotiated as usual, but
     /// no frame of it is ever sent.
     pub silent_camera: bool,
+    /// Keep no received Opus payloads (a load-test classroom measures, it does not listen), so
+    /// that its memory does not grow with the length of a soak.
+    pub measure_only: bool,
 }
 
 impl ClientOptions {
@@ -101,6 +104,7 @@ impl ClientOptions {
             opus_dtx: false,
             lateness: None,
             silent_camera: false,
+            measure_only: false,
         }
     }
 
@@ -168,6 +172,8 @@ pub fn rewrite_candidates(sdp: &str, from: SocketAddr, to: SocketAddr) -> String
 pub(crate) struct Shared {
     pub(crate) received: HashMap<String, ReceivedTrack>,
     offered: HashMap<String, TrackInfo>,
+    /// Keep no Opus payloads (see [`ClientOptions::measure_only`]).
+    drop_opus: bool,
 }
 
 /// A track this classroom publishes, and what its sender reports.
@@ -250,6 +256,7 @@ impl PeerConnectionEventHandler for Handler {
                     TrackRemoteEvent::OnRtpPacket(packet) => {
                         let now = Instant::now();
                         let mut s = shared.lock();
+                        let drop_opus = s.drop_opus;
                         let info = s.offered.get(&track_id).cloned();
                         let r = s.received.entry(track_id.clone()).or_default();
                         if r.info.is_none() {
@@ -266,8 +273,10 @@ impl PeerConnectionEventHandler for Handler {
                         };
                         r.arrivals.add(now, 1);
                         if is_audio {
-                            r.opus
-                                .push((packet.header.sequence_number, packet.payload.clone()));
+                            if !drop_opus {
+                                r.opus
+                                    .push((packet.header.sequence_number, packet.payload.clone()));
+                            }
                             r.jitter
                                 .get_or_insert_with(|| JitterEstimator::new(48_000))
                                 .update(now, packet.header.timestamp);
@@ -398,7 +407,10 @@ impl Classroom {
         // Subscribed before `join` goes out, so no offer can slip past.
         let offers = messages.subscribe();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let shared = Arc::new(Mutex::new(Shared {
+            drop_opus: options.measure_only,
+            ..Shared::default()
+        }));
         let subscribe_pc: Arc<Mutex<Option<Arc<dyn PeerConnection>>>> = Arc::default();
 
         let writer = tokio::spawn(async move {

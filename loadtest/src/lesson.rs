@@ -75,6 +75,7 @@ async fn create_class(http: &str, title: &str) -> anyhow::Result<ClassLinks> {
 fn options(cfg: &RunConfig, sh: &Shared, probe: bool, seed: u64) -> ClientOptions {
     ClientOptions {
         lateness: Some(sh.lateness.clone()),
+        measure_only: true,
         ..ClientOptions::browser_like((!probe).then(|| cfg.link.clone()), seed)
     }
 }

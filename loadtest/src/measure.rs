@@ -93,78 +93,103 @@ pub fn check_class(tally: &mut Tally, members: &[Member<'_>], w: Window, fallbac
     );
     for receiver in members {
         let rid = ClassroomId::from(receiver.classroom.classroom_id.as_str());
-        let received = receiver.classroom.received();
-        for publisher in members {
-            let pid = ClassroomId::from(publisher.classroom.classroom_id.as_str());
-            if !policy::receives((&pid, publisher.role), (&rid, receiver.role), &stage) {
+        receiver.classroom.inspect_received(|received| {
+            check_receiver(
+                tally,
+                members,
+                receiver,
+                &rid,
+                &stage,
+                received,
+                w,
+                fallback_delay,
+            )
+        });
+    }
+}
+
+/// [`check_class`] for one receiver, with what it received.
+#[allow(clippy::too_many_arguments)]
+fn check_receiver(
+    tally: &mut Tally,
+    members: &[Member<'_>],
+    receiver: &Member<'_>,
+    rid: &ClassroomId,
+    stage: &Stage,
+    received: &std::collections::HashMap<String, ReceivedTrack>,
+    w: Window,
+    fallback_delay: Duration,
+) {
+    for publisher in members {
+        let pid = ClassroomId::from(publisher.classroom.classroom_id.as_str());
+        if !policy::receives((&pid, publisher.role), (rid, receiver.role), stage) {
+            continue;
+        }
+        let from_publisher = |kind: MediaKind, source: Source| {
+            received
+                .values()
+                .filter(|r| {
+                    r.info.as_ref().is_some_and(|i| {
+                        i.classroom_id == pid && i.kind == kind && i.source == source
+                    })
+                })
+                .max_by_key(|r| r.packets)
+        };
+        let delay = from_publisher(MediaKind::Video, Source::Camera)
+            .and_then(median_latency)
+            .unwrap_or(fallback_delay);
+        for track in publisher.classroom.published() {
+            if !(receiver.whole_window && publisher.whole_window) {
+                tally.tracks.not_checked += 1;
                 continue;
             }
-            let from_publisher = |kind: MediaKind, source: Source| {
-                received
-                    .values()
-                    .filter(|r| {
-                        r.info.as_ref().is_some_and(|i| {
-                            i.classroom_id == pid && i.kind == kind && i.source == source
-                        })
-                    })
-                    .max_by_key(|r| r.packets)
-            };
-            let delay = from_publisher(MediaKind::Video, Source::Camera)
-                .and_then(median_latency)
-                .unwrap_or(fallback_delay);
-            for track in publisher.classroom.published() {
-                if !(receiver.whole_window && publisher.whole_window) {
-                    tally.tracks.not_checked += 1;
-                    continue;
+            tally.tracks.promised += 1;
+            let name = format!(
+                "{} {} at {}",
+                publisher.name,
+                source_name(track.source),
+                receiver.name
+            );
+            let sent = track.report.sent.lock().sum(w.from, w.to);
+            let got = from_publisher(track.kind, track.source);
+            let (shifted_from, shifted_to) = (w.from + delay, w.to + delay);
+            let arrived = got.map_or(0, |r| r.arrivals.sum(shifted_from, shifted_to));
+            let arrived = arrived.min(sent);
+            let counts = &mut tally.packets;
+            match track.kind {
+                MediaKind::Audio => {
+                    counts.audio_sent += sent;
+                    counts.audio_received += arrived;
                 }
-                tally.tracks.promised += 1;
-                let name = format!(
-                    "{} {} at {}",
-                    publisher.name,
-                    source_name(track.source),
-                    receiver.name
-                );
-                let sent = track.report.sent.lock().sum(w.from, w.to);
-                let got = from_publisher(track.kind, track.source);
-                let (shifted_from, shifted_to) = (w.from + delay, w.to + delay);
-                let arrived = got.map_or(0, |r| r.arrivals.sum(shifted_from, shifted_to));
-                let arrived = arrived.min(sent);
-                let counts = &mut tally.packets;
-                match track.kind {
-                    MediaKind::Audio => {
-                        counts.audio_sent += sent;
-                        counts.audio_received += arrived;
-                    }
-                    MediaKind::Video => {
-                        counts.video_sent += sent;
-                        counts.video_received += arrived;
-                        let frames = got.map_or(&[][..], |r| &r.frame_arrivals[..]);
-                        let (n, frozen) = freezes_in(frames, shifted_from, shifted_to, FREEZE_GAP);
-                        tally.freezes += n;
-                        tally.frozen += frozen;
-                    }
+                MediaKind::Video => {
+                    counts.video_sent += sent;
+                    counts.video_received += arrived;
+                    let frames = got.map_or(&[][..], |r| &r.frame_arrivals[..]);
+                    let (n, frozen) = freezes_in(frames, shifted_from, shifted_to, FREEZE_GAP);
+                    tally.freezes += n;
+                    tally.frozen += frozen;
                 }
-                let tail = got.map_or(0, |r| {
-                    r.arrivals.sum(
-                        shifted_to.checked_sub(DEAD_AFTER).unwrap_or(shifted_from),
-                        shifted_to,
-                    )
-                });
-                if arrived == 0 {
-                    let why = if sent == 0 {
-                        " (its sender sent nothing)"
-                    } else {
-                        ""
-                    };
-                    tally.tracks.problems.push(format!("missing: {name}{why}"));
-                } else if tail == 0 {
-                    tally.tracks.problems.push(format!(
-                        "dead: {name} (nothing in the last {} s of the window)",
-                        DEAD_AFTER.as_secs()
-                    ));
+            }
+            let tail = got.map_or(0, |r| {
+                r.arrivals.sum(
+                    shifted_to.checked_sub(DEAD_AFTER).unwrap_or(shifted_from),
+                    shifted_to,
+                )
+            });
+            if arrived == 0 {
+                let why = if sent == 0 {
+                    " (its sender sent nothing)"
                 } else {
-                    tally.tracks.ok += 1;
-                }
+                    ""
+                };
+                tally.tracks.problems.push(format!("missing: {name}{why}"));
+            } else if tail == 0 {
+                tally.tracks.problems.push(format!(
+                    "dead: {name} (nothing in the last {} s of the window)",
+                    DEAD_AFTER.as_secs()
+                ));
+            } else {
+                tally.tracks.ok += 1;
             }
         }
     }
