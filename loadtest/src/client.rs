@@ -85,9 +85,9 @@ pub struct ClientOptions {
     pub opus_dtx: bool,
     /// Where the media generators record how late they ran against their schedule.
     pub lateness: Option<LatenessRecorder>,
-    /// A fault for tests of the load test: the camera is declared and negotiated as usual, but
-    /// no frame of it is ever sent.
-    pub silent_camera: bool,
+    /// A fault for tests of the load test: the publish leg's emulated link drops every packet
+    /// of the camera (the camera is declared, negotiated and sent as usual).
+    pub drop_camera: bool,
     /// Keep no received Opus payloads (a load-test classroom measures, it does not listen), so
     /// that its memory does not grow with the length of a soak.
     pub measure_only: bool,
@@ -103,7 +103,7 @@ impl ClientOptions {
             opus_fec: true,
             opus_dtx: false,
             lateness: None,
-            silent_camera: false,
+            drop_camera: false,
             measure_only: false,
         }
     }
@@ -115,13 +115,21 @@ impl ClientOptions {
         leg_seed: u64,
         sdp: &str,
         proxies: &Mutex<Vec<UdpLinkProxy>>,
+        drop_ssrc: Option<u32>,
     ) -> anyhow::Result<String> {
         let Some(profile) = &self.link else {
             return Ok(sdp.to_owned());
         };
         let server =
             server_candidate_addr(sdp).ok_or_else(|| anyhow!("no server candidate in the SDP"))?;
-        let proxy = UdpLinkProxy::start(server, profile.clone(), profile.clone(), leg_seed).await?;
+        let proxy = UdpLinkProxy::start_dropping(
+            server,
+            profile.clone(),
+            profile.clone(),
+            leg_seed,
+            drop_ssrc,
+        )
+        .await?;
         let rewritten = rewrite_candidates(sdp, server, proxy.local_addr());
         proxies.lock().push(proxy);
         Ok(rewritten)
@@ -523,7 +531,8 @@ impl Classroom {
                         Some((server, proxy)) => rewrite_candidates(&sdp, server, proxy),
                         None => {
                             let leg_seed = options.seed.wrapping_mul(2) | 1;
-                            let rewritten = options.proxy_for(leg_seed, &sdp, &proxies).await?;
+                            let rewritten =
+                                options.proxy_for(leg_seed, &sdp, &proxies, None).await?;
                             if let (Some(s), Some(p)) = (
                                 server_candidate_addr(&sdp),
                                 server_candidate_addr(&rewritten),
@@ -691,6 +700,14 @@ impl Classroom {
             });
             screen_track = Some((track, ssrc));
         }
+        let camera_ssrc = video
+            .as_ref()
+            .filter(|_| {
+                spec.video
+                    .as_ref()
+                    .is_some_and(|v| v.source == Source::Camera)
+            })
+            .map(|(_, ssrc)| *ssrc);
         let sdp = local_offer(&pc, &mut gathered).await?;
         let mut rx = self.messages.subscribe();
         self.send(&ClientMessage::PublishOffer {
@@ -713,7 +730,12 @@ impl Classroom {
         .context("waiting for the publish answer")??;
         let answer = self
             .options
-            .proxy_for(self.options.seed.wrapping_mul(2), &answer, &self.proxies)
+            .proxy_for(
+                self.options.seed.wrapping_mul(2),
+                &answer,
+                &self.proxies,
+                camera_ssrc.filter(|_| self.options.drop_camera),
+            )
             .await?;
         pc.set_remote_description(RTCSessionDescription::answer(answer)?)
             .await?;
@@ -747,9 +769,7 @@ impl Classroom {
         if let (Some(v), Some((track, ssrc))) = (spec.video, video) {
             let pt = payload_type(&pc, RtpCodecKind::Video).await?;
             let r = report(v.source, MediaKind::Video);
-            if !(self.options.silent_camera && v.source == Source::Camera) {
-                tasks.push(tokio::spawn(send_video(track, ssrc, pt, v, r)));
-            }
+            tasks.push(tokio::spawn(send_video(track, ssrc, pt, v, r)));
         }
         if let (Some(v), Some((track, ssrc))) = (screen, screen_track) {
             let pt = payload_type(&pc, RtpCodecKind::Video).await?;

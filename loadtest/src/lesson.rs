@@ -159,7 +159,7 @@ async fn join_remote(
     name: String,
     seed: u64,
     probe: bool,
-    silent_camera: bool,
+    drop_camera: bool,
 ) -> Remote {
     let opened = Instant::now();
     let tone = 500.0 + (seed % 8) as f32 * 50.0;
@@ -169,7 +169,7 @@ async fn join_remote(
         links.invite_url.clone()
     };
     let opts = ClientOptions {
-        silent_camera,
+        drop_camera,
         ..options(cfg, sh, probe, seed)
     };
     let joined = join_and_publish(cfg, &sh.http, &invite, &name, opts, tone, false).await;
@@ -314,7 +314,7 @@ pub(crate) async fn run_class(
             format!("{title} remote {}", j + 1),
             class_seed + 1 + j as u64,
             probe,
-            !probe && cfg.faults.silent_camera == Some((idx, j)),
+            !probe && cfg.faults.dropped_camera == Some((idx, j)),
         )
     }))
     .await;

@@ -55,9 +55,9 @@ pub const STROKE_APPEND_INTERVAL: Duration = Duration::from_millis(33);
 /// real run has none.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
-    /// This remote classroom (class index, remote index) declares its camera but never sends
-    /// a frame of it, while the policy promises it to the master.
-    pub silent_camera: Option<(u32, u32)>,
+    /// This remote classroom's (class index, remote index) emulated uplink drops every packet
+    /// of its camera, while the policy promises the camera to the master.
+    pub dropped_camera: Option<(u32, u32)>,
     /// The probe class opens its invite link with a token the server refuses.
     pub probe_bad_token: bool,
     /// Every poll is started with a question the server refuses (too long), so none opens.

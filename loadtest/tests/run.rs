@@ -97,7 +97,10 @@ async fn one_class_over_1000km_passes_and_each_fault_fails_it() {
     let media = r.media_latency_ms.expect("media latency measured");
     assert!(media.p50 > 35.0, "{media:?}");
     let frame = r.frame_latency_ms.expect("frame latency measured");
-    assert!(frame.p50 >= media.p50, "{frame:?} vs {media:?}");
+    assert!(
+        frame.p50 >= media.p50,
+        "frame {frame:?} vs first packet {media:?}"
+    );
     // The server's own delay comes from its histogram, far below the links'.
     let server_delay = r.sfu_added_latency_ms.expect("server delay measured");
     assert!(server_delay.count > 100, "{server_delay:?}");
@@ -105,23 +108,25 @@ async fn one_class_over_1000km_passes_and_each_fault_fails_it() {
         server_delay.p50.is_some_and(|v| v < 20.0),
         "{server_delay:?}"
     );
-    // The probe class is on a direct path: far below the emulated links.
     let probe = r.probe_one_way_latency_ms.expect("probe measured");
-    assert!(probe.p50 < 20.0, "{probe:?}");
     let sent = r.packets.audio_sent + r.packets.video_sent;
     assert!(sent > 1000, "{:?}", r.packets);
     assert!(r.time_to_first_frame_ms.is_some());
     assert!(!outcome.board.is_empty(), "board ops were measured");
     assert_eq!(outcome.vote.len(), 2, "both remote classrooms voted");
     assert!(r.generator_lateness_ms.is_some());
-    // A run whose generator kept its schedule passes. On a host too busy to send the load on
-    // time the tool says so (not trustworthy) instead of blaming the server; then only what
-    // holds whatever the host's load is asserted above.
-    assert!(
-        r.slo.passed || !r.trustworthy,
-        "a trustworthy run failed: {:?}",
-        r.slo.failures
-    );
+    // A run whose generator kept its schedule passes, and its probe class on a direct path
+    // is far below the emulated links. On a host too busy to send the load on time the tool
+    // says so (not trustworthy) instead of blaming the server; then only what holds whatever
+    // the host's load is asserted above.
+    if r.trustworthy {
+        assert!(
+            r.slo.passed,
+            "a trustworthy run failed: {:?}",
+            r.slo.failures
+        );
+        assert!(probe.p50 < 20.0, "{probe:?}");
+    }
     // Not spawned: CPU and memory come from the server's /metrics (here, this test's process).
     assert!(
         r.server.cpu_pct_avg.is_some() && r.server.rss_mb_peak.is_some_and(|m| m > 1.0),
@@ -129,25 +134,57 @@ async fn one_class_over_1000km_passes_and_each_fault_fails_it() {
         r.server
     );
     assert!(r.host.cores >= 1 && r.host.loadgen_cpu_pct_avg.is_some());
-    // The JSON carries what a merge needs, and reads back as the same report.
+    // The JSON carries what a merge needs (integers: exact), and reads back into the same
+    // figures.
     let json = r.to_json().unwrap();
-    let back: tandem_loadtest::report::Report = serde_json::from_str(&json).unwrap();
-    assert_eq!(&back, r);
+    let mut back: tandem_loadtest::report::Report = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (
+            &back.histograms,
+            &back.packets,
+            &back.tracks,
+            &back.server_forward_delay
+        ),
+        (
+            &r.histograms,
+            &r.packets,
+            &r.tracks,
+            &r.server_forward_delay
+        )
+    );
+    back.derive();
+    assert_eq!(
+        (back.frame_latency_ms, back.sfu_added_latency_ms, &back.slo),
+        (r.frame_latency_ms, r.sfu_added_latency_ms, &r.slo)
+    );
 
-    // A remote classroom's camera never reaches the master (its sender sends no frame while
-    // the policy promises it): the track is named, its loss and freeze counted.
+    // A remote classroom's camera never reaches the server (its link drops every packet of
+    // it) while the policy promises it to the master: the track is named, and every packet its
+    // sender sent counts as lost.
     let faults = Faults {
-        silent_camera: Some((0, 1)),
+        dropped_camera: Some((0, 1)),
         ..Faults::default()
     };
     let outcome = run(&target, lesson(Duration::from_secs(4), faults)).await;
+    let r = &outcome.report;
     assert!(
         failed_with(
             &outcome,
             "missing: Load class 1 remote 2 camera at Load class 1 master"
         ),
         "{:?}",
-        outcome.report.slo.failures
+        r.slo.failures
+    );
+    assert!(
+        failed_with(&outcome, "packet_loss_pct"),
+        "{:?}",
+        r.slo.failures
+    );
+    assert!(
+        r.packet_loss_by_kind_pct.video.is_some_and(|v| v > 3.0),
+        "{:?} {:?}",
+        r.packet_loss_by_kind_pct,
+        r.packets
     );
 
     // The probe class cannot join: "added by" figures of the probe are not measured: a failure.
