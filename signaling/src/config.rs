@@ -90,6 +90,40 @@ pub struct Config {
     /// Polls per class.
     #[arg(long, env = "TANDEM_POLL_MAX_PER_CLASS", default_value_t = 200)]
     pub poll_max_per_class: usize,
+    /// Longest class title, in characters.
+    #[arg(long, env = "TANDEM_MAX_TITLE_LEN", default_value_t = 200)]
+    pub max_title_len: usize,
+    /// Key a teacher must give to create a class (`X-Tandem-Create-Key` header); unset: anyone
+    /// who reaches the server may create classes.
+    #[arg(long, env = "TANDEM_CREATE_KEY", hide_env_values = true)]
+    pub create_key: Option<String>,
+    /// Classes one IP address may create per minute (a burst of as many, refilled evenly).
+    #[arg(long, env = "TANDEM_CREATE_PER_MINUTE", default_value_t = 30)]
+    pub create_per_minute: u32,
+    /// Seconds a WebSocket may stay open without joining a class.
+    #[arg(long, env = "TANDEM_WS_JOIN_TIMEOUT_SECS", default_value_t = 10)]
+    pub ws_join_timeout_secs: u64,
+    /// WebSockets from one IP address that have not joined yet.
+    #[arg(long, env = "TANDEM_WS_MAX_UNJOINED_PER_IP", default_value_t = 100)]
+    pub ws_max_unjoined_per_ip: usize,
+    /// Open TCP connections from one IP address (a school behind one NAT address counts once).
+    #[arg(long, env = "TANDEM_MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
+    pub max_connections_per_ip: usize,
+    /// Seconds a client has to send a request's headers (also how long an idle keep-alive
+    /// connection waits for its next request).
+    #[arg(long, env = "TANDEM_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub http_header_timeout_secs: u64,
+    /// Seconds an HTTP connection may go without sending or receiving a byte (a request body
+    /// trickled in, a response never read).
+    #[arg(long, env = "TANDEM_HTTP_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub http_idle_timeout_secs: u64,
+    /// Minutes a class may have nobody in it before it ends by itself (fractions allowed).
+    #[arg(long, env = "TANDEM_CLASS_IDLE_MINUTES", default_value_t = 120.0)]
+    pub class_idle_minutes: f64,
+    /// Days an ended class's records (attendance, board, polls) are kept; 0 keeps them for ever
+    /// (fractions allowed).
+    #[arg(long, env = "TANDEM_RETENTION_DAYS", default_value_t = 365.0)]
+    pub retention_days: f64,
 }
 
 impl Config {
