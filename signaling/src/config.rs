@@ -97,7 +97,8 @@ pub struct Config {
     /// who reaches the server may create classes.
     #[arg(long, env = "TANDEM_CREATE_KEY", hide_env_values = true)]
     pub create_key: Option<String>,
-    /// Classes one IP address may create per minute (a burst of as many, refilled evenly).
+    /// Classes one IP address may create per minute (a burst of as many, refilled evenly); 0 for
+    /// no limit (a load test creating many classes).
     #[arg(long, env = "TANDEM_CREATE_PER_MINUTE", default_value_t = 30)]
     pub create_per_minute: u32,
     /// Seconds a WebSocket may stay open without joining a class.

@@ -2053,7 +2053,11 @@ pub(crate) mod tests {
         for round in 0..10 {
             for i in 0..20 {
                 let id = format!("t{round}_{i}");
-                for op in [begin(&id, 0, 0.0, 0.0), append(&id, &[(5.0, 5.0)]), end(&id)] {
+                for op in [
+                    begin(&id, 0, 0.0, 0.0),
+                    append(&id, &[(5.0, 5.0)]),
+                    end(&id),
+                ] {
                     board.apply(&teacher(), op, clock.tick()).unwrap();
                 }
             }
@@ -2074,7 +2078,9 @@ pub(crate) mod tests {
             .apply(&teacher(), BoardOp::ClearPage { page: 0 }, clock.tick())
             .unwrap();
         for i in 0..3 {
-            board.apply(&teacher(), rect(&format!("n{i}"), 0), clock.tick()).unwrap();
+            board
+                .apply(&teacher(), rect(&format!("n{i}"), 0), clock.tick())
+                .unwrap();
         }
         assert_eq!(board.buried_objects(), 0, "the clear fell off the history");
         // A freed id is still never reused and never looks alive.

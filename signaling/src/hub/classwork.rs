@@ -350,6 +350,9 @@ impl Hub {
 
     /// Whether `token` is the teacher token of `class_id`, which opens its report.
     pub fn authorize_report(&self, class_id: &str, token: &str) -> Result<(), HubError> {
+        if self.store.class(class_id)?.is_none() {
+            return Err(HubError::new(ErrorCode::NotFound, "no such class"));
+        }
         let claims = self.tokens.verify(token, class_id, unix_now())?;
         if claims.role != TokenRole::Teacher {
             return Err(HubError::new(
