@@ -6,8 +6,8 @@
 //!   [`TICKET_TTL`]. The teacher page opens `…/report?ticket=…` in a new tab, so what lands in the
 //!   browser history or a proxy log is a spent ticket, not a 12-hour teacher token.
 //! - **Off the async workers.** Building a report replays the whole board: it runs on the blocking
-//!   pool, with a reader connection of its own, at most [`MAX_BUILDS`] at once (bounded CPU and
-//!   memory however many are asked for).
+//!   pool, with a reader connection of its own, rendered there too, and only a few at once
+//!   (half the cores): bounded CPU and memory however many are asked for.
 //! - **Headers:** `Cache-Control: no-store` and a CSP that allows no script at all.
 
 use std::sync::Arc;
@@ -31,8 +31,11 @@ use crate::protocol::ErrorCode;
 pub const TICKET_TTL: Duration = Duration::from_secs(60);
 /// Report tickets outstanding at once (expired ones are swept before refusing).
 const MAX_TICKETS: usize = 10_000;
-/// Reports built at once; more wait their turn.
-pub const MAX_BUILDS: usize = 2;
+/// Reports built at once (half the CPU cores, at least one); more wait their turn, so however
+/// many are asked for, the other half of the machine keeps serving classes.
+fn max_builds() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
 
 /// One-use report tickets and the gate on report building.
 pub struct Reports {
@@ -44,7 +47,7 @@ impl Default for Reports {
     fn default() -> Self {
         Self {
             tickets: DashMap::new(),
-            builds: Semaphore::new(MAX_BUILDS),
+            builds: Semaphore::new(max_builds()),
         }
     }
 }
@@ -115,14 +118,15 @@ pub struct ReportQuery {
     utc_offset_minutes: i32,
 }
 
-/// Check who asks (a bearer teacher token or a ticket), then build the report off the async
-/// workers.
-async fn authorised_report(
+/// Check who asks (a bearer teacher token or a ticket), then build and `render` the report off
+/// the async workers.
+async fn authorised_report<T: Send + 'static>(
     state: &AppState,
     class_id: &str,
     query: &ReportQuery,
     headers: &HeaderMap,
-) -> Result<ClassReport, ApiError> {
+    render: fn(&ClassReport) -> T,
+) -> Result<(ClassReport, T), ApiError> {
     if let Some(token) = bearer(headers) {
         state.hub.authorize_report(class_id, token)?;
     } else if let Some(ticket) = &query.ticket {
@@ -144,13 +148,18 @@ async fn authorised_report(
         .map_err(|_| HubError::new(ErrorCode::Internal, "reports are not being built"))?;
     let hub = Arc::clone(&state.hub);
     let (class_id, offset) = (class_id.to_owned(), query.utc_offset_minutes);
-    let report = tokio::task::spawn_blocking(move || hub.build_report(&class_id, offset))
-        .await
-        .map_err(|err| {
-            tracing::error!(%err, "report build panicked");
-            HubError::new(ErrorCode::Internal, "the report could not be built")
-        })??;
-    Ok(report)
+    let built = tokio::task::spawn_blocking(move || {
+        hub.build_report(&class_id, offset).map(|report| {
+            let rendered = render(&report);
+            (report, rendered)
+        })
+    })
+    .await
+    .map_err(|err| {
+        tracing::error!(%err, "report build panicked");
+        HubError::new(ErrorCode::Internal, "the report could not be built")
+    })??;
+    Ok(built)
 }
 
 fn no_store(response: &mut Response) {
@@ -166,12 +175,8 @@ pub async fn html(
     Query(query): Query<ReportQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let report = authorised_report(&state, &class_id, &query, &headers).await?;
-    let mut response = (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        report_html(&report),
-    )
-        .into_response();
+    let (_, page) = authorised_report(&state, &class_id, &query, &headers, report_html).await?;
+    let mut response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response();
     no_store(&mut response);
     if let Ok(csp) = HeaderValue::from_str(&report_csp()) {
         response
@@ -188,14 +193,14 @@ pub async fn csv(
     Query(query): Query<ReportQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let report = authorised_report(&state, &class_id, &query, &headers).await?;
+    let (report, csv) = authorised_report(&state, &class_id, &query, &headers, report_csv).await?;
     let disposition = format!("attachment; filename=\"report-{}.csv\"", report.class_id);
     let mut response = (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        report_csv(&report),
+        csv,
     )
         .into_response();
     no_store(&mut response);
