@@ -72,6 +72,9 @@ pub struct BoardLimits {
     pub max_undo_depth: usize,
     /// Applied ops kept in memory for catch-up; an older client gets a full snapshot. Default 10000.
     pub log_capacity: usize,
+    /// Points (and text, 16 characters a point) the catch-up log may hold, so a lesson of long
+    /// strokes keeps a bounded log too. Default 200000 (about 3 MB of points).
+    pub log_max_points: usize,
 }
 
 impl Default for BoardLimits {
@@ -85,6 +88,7 @@ impl Default for BoardLimits {
             max_text_chars: 2000,
             max_undo_depth: 100,
             log_capacity: 10_000,
+            log_max_points: 200_000,
         }
     }
 }
@@ -671,6 +675,8 @@ pub struct Board {
     limits: BoardLimits,
     state: BoardSnapshot,
     log: VecDeque<Applied>,
+    /// What the ops in `log` weigh together (see [`op_weight`]).
+    log_points: usize,
     /// Every object id ever created in this class (live or in the graveyard).
     ids_in_use: HashSet<String>,
     /// Removed objects, kept while an undo/redo entry could put them back; `None` once no entry
@@ -689,6 +695,7 @@ impl Board {
             limits,
             state: BoardSnapshot::new(),
             log: VecDeque::new(),
+            log_points: 0,
             ids_in_use: HashSet::new(),
             graveyard: HashMap::new(),
             history_refs: HashMap::new(),
@@ -1254,9 +1261,14 @@ impl Board {
             }
         }
         self.free_unreachable(buried, dropped);
+        self.log_points += op_weight(&applied.op);
         self.log.push_back(applied.clone());
-        while self.log.len() > self.limits.log_capacity.max(1) {
-            self.log.pop_front();
+        while self.log.len() > self.limits.log_capacity.max(1)
+            || (self.log_points > self.limits.log_max_points && self.log.len() > 1)
+        {
+            if let Some(old) = self.log.pop_front() {
+                self.log_points = self.log_points.saturating_sub(op_weight(&old.op));
+            }
         }
         applied
     }
@@ -1326,6 +1338,27 @@ impl Board {
         for id in ids {
             self.open_strokes.remove(id);
         }
+    }
+}
+
+/// What an op weighs in the catch-up log: one, plus its points, plus the points of the objects an
+/// undo or redo puts back (text counts 16 characters a point).
+fn op_weight(op: &BoardOp) -> usize {
+    let object = |o: &BoardObject| match &o.shape {
+        Shape::Stroke { points, .. } => points.len(),
+        Shape::Text { text, .. } => text.len() / 16 + 1,
+        _ => 2,
+    };
+    1 + match op {
+        BoardOp::StrokeAppend { points, .. } => points.len(),
+        BoardOp::TextAdd { text, .. } => text.len() / 16,
+        BoardOp::Undo {
+            effect: Some(effect),
+        }
+        | BoardOp::Redo {
+            effect: Some(effect),
+        } => effect.restore.iter().map(|r| object(&r.object)).sum(),
+        _ => 0,
     }
 }
 
@@ -2039,6 +2072,31 @@ pub(crate) mod tests {
         board
             .apply(&room_a(), begin("a1", 0, 0.0, 0.0), t0)
             .unwrap();
+    }
+
+    #[test]
+    fn the_catch_up_log_is_bounded_by_points_too() {
+        let limits = BoardLimits {
+            log_max_points: 1000,
+            max_ops_per_sec_per_client: 10_000,
+            burst_ops_per_client: 10_000,
+            ..BoardLimits::default()
+        };
+        let mut board = Board::new(limits);
+        let mut clock = Clock(Instant::now());
+        let long: Vec<(f64, f64)> = (0..400).map(|i| (i as f64, 1.0)).collect();
+        for i in 0..10 {
+            let id = format!("s{i}");
+            for op in [begin(&id, 0, 0.0, 0.0), append(&id, &long), end(&id)] {
+                board.apply(&teacher(), op, clock.tick()).unwrap();
+            }
+        }
+        assert!(board.log_points <= 1000, "{}", board.log_points);
+        assert!(board.log.len() < 30, "old ops left the log");
+        // A client far behind gets a snapshot; one just behind still gets the delta.
+        assert!(matches!(board.ops_since(1), Catchup::Snapshot { .. }));
+        let seq = board.seq();
+        assert!(matches!(board.ops_since(seq - 2), Catchup::Delta { ops } if ops.len() == 2));
     }
 
     #[test]
