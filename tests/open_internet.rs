@@ -447,3 +447,21 @@ async fn an_empty_class_ends_by_itself_and_old_records_go() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_on(dir.path(), |_| {}).await;
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("Linux");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    // "Max open files <soft> <hard> files"
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_eq!(soft, hard, "{line}");
+    if let Ok(hard) = hard.parse::<usize>() {
+        assert_eq!(s.server.max_connections, hard - 64);
+    }
+}

@@ -127,6 +127,23 @@ pub struct Config {
     pub retention_days: f64,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn a_public_address_without_a_key_is_open_to_others() {
+        let parse = |args: &[&str]| Config::parse_from([&["tandem"], args].concat());
+        assert!(!parse(&[]).creation_open_to_others(), "loopback default");
+        assert!(!parse(&["--listen", "[::1]:8080"]).creation_open_to_others());
+        assert!(parse(&["--listen", "0.0.0.0:8080"]).creation_open_to_others());
+        assert!(
+            !parse(&["--listen", "0.0.0.0:8080", "--create-key", "k"]).creation_open_to_others()
+        );
+    }
+}
+
 impl Config {
     /// The whiteboard limits these settings name.
     pub fn board_limits(&self) -> crate::classboard::board::BoardLimits {
@@ -146,6 +163,12 @@ impl Config {
             max_polls_per_class: self.poll_max_per_class,
             ..Default::default()
         }
+    }
+
+    /// Whether anyone beyond this machine could start classes: listening on a non-loopback
+    /// address with no `--create-key`. The server warns loudly at start when so.
+    pub fn creation_open_to_others(&self) -> bool {
+        !self.listen.ip().is_loopback() && self.create_key.is_none()
     }
 
     /// Settings for tests: ephemeral ports on loopback, data in `data_dir`.

@@ -133,7 +133,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         per_ip = config.max_connections_per_ip,
         "open-file limit raised: room for this many connections"
     );
-    if !config.listen.ip().is_loopback() && config.create_key.is_none() {
+    if config.creation_open_to_others() {
         tracing::warn!(
             listen = %config.listen,
             "LISTENING BEYOND THIS MACHINE WITHOUT --create-key: anyone who reaches this address can start classes. \
