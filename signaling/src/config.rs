@@ -127,23 +127,6 @@ pub struct Config {
     pub retention_days: f64,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[test]
-    fn a_public_address_without_a_key_is_open_to_others() {
-        let parse = |args: &[&str]| Config::parse_from([&["tandem"], args].concat());
-        assert!(!parse(&[]).creation_open_to_others(), "loopback default");
-        assert!(!parse(&["--listen", "[::1]:8080"]).creation_open_to_others());
-        assert!(parse(&["--listen", "0.0.0.0:8080"]).creation_open_to_others());
-        assert!(
-            !parse(&["--listen", "0.0.0.0:8080", "--create-key", "k"]).creation_open_to_others()
-        );
-    }
-}
-
 impl Config {
     /// The whiteboard limits these settings name.
     pub fn board_limits(&self) -> crate::classboard::board::BoardLimits {
@@ -179,5 +162,22 @@ impl Config {
         config.media_listen = "127.0.0.1:0".parse().expect("valid address");
         config.data_dir = data_dir;
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn a_public_address_without_a_key_is_open_to_others() {
+        let parse = |args: &[&str]| Config::parse_from([&["tandem"], args].concat());
+        assert!(!parse(&[]).creation_open_to_others(), "loopback default");
+        assert!(!parse(&["--listen", "[::1]:8080"]).creation_open_to_others());
+        assert!(parse(&["--listen", "0.0.0.0:8080"]).creation_open_to_others());
+        assert!(
+            !parse(&["--listen", "0.0.0.0:8080", "--create-key", "k"]).creation_open_to_others()
+        );
     }
 }
