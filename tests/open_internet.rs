@@ -244,6 +244,30 @@ async fn slowloris_requests_and_idle_bodies_are_cut_off() {
 }
 
 #[tokio::test]
+async fn the_http_idle_timeout_does_not_cut_a_quiet_websocket() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_on(dir.path(), |c| {
+        c.http_header_timeout_secs = 1;
+        c.http_idle_timeout_secs = 1;
+        c.heartbeat_secs = 30; // no server pings during the quiet spell
+    })
+    .await;
+    let links = create_class(&s.base, "Quiet").await;
+    let room = Classroom::join(&s.base, &links.invite_url, "Quiet Room")
+        .await
+        .unwrap();
+    // Three idle timeouts without a byte either way: what is being checked is that nothing
+    // happens, so this one wait is a fixed span.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    room.send(&tandem_signaling::protocol::ClientMessage::Ping)
+        .unwrap();
+    let pongs = |m: &ServerMessage| matches!(m, ServerMessage::Pong);
+    room.wait_for(WAIT, pongs)
+        .await
+        .expect("the WebSocket is still open after the HTTP idle timeout");
+}
+
+#[tokio::test]
 async fn one_address_cannot_hold_every_connection() {
     let dir = tempfile::tempdir().unwrap();
     let s = start_on(dir.path(), |c| c.max_connections_per_ip = 5).await;
