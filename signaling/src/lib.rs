@@ -46,7 +46,7 @@ pub struct Server {
 const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Server {
-    /// Serve until the task ends (it does not, unless the listener fails).
+    /// Serve until the accept loop ends (at shutdown; see [`Server::shutdown`]).
     pub async fn wait(self) -> anyhow::Result<()> {
         self.task.await.context("server task")
     }
