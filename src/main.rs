@@ -20,11 +20,13 @@ async fn main() -> anyhow::Result<()> {
         server.http_addr, server.media_addr
     );
     tracing::info!(http = %server.http_addr, media = %server.media_addr, "tandem is serving");
+    // SIGTERM (systemd, docker, kubernetes) and Ctrl-C both shut down gracefully.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        result = server.wait() => result,
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("shutting down");
-            Ok(())
-        }
+        _ = terminate.recv() => tracing::info!("SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
     }
+    server.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
 }

@@ -90,6 +90,41 @@ pub struct Config {
     /// Polls per class.
     #[arg(long, env = "TANDEM_POLL_MAX_PER_CLASS", default_value_t = 200)]
     pub poll_max_per_class: usize,
+    /// Longest class title, in characters.
+    #[arg(long, env = "TANDEM_MAX_TITLE_LEN", default_value_t = 200)]
+    pub max_title_len: usize,
+    /// Key a teacher must give to create a class (`X-Tandem-Create-Key` header); unset: anyone
+    /// who reaches the server may create classes.
+    #[arg(long, env = "TANDEM_CREATE_KEY", hide_env_values = true)]
+    pub create_key: Option<String>,
+    /// Classes one IP address may create per minute (a burst of as many, refilled evenly); 0 for
+    /// no limit (a load test creating many classes).
+    #[arg(long, env = "TANDEM_CREATE_PER_MINUTE", default_value_t = 30)]
+    pub create_per_minute: u32,
+    /// Seconds a WebSocket may stay open without joining a class.
+    #[arg(long, env = "TANDEM_WS_JOIN_TIMEOUT_SECS", default_value_t = 10)]
+    pub ws_join_timeout_secs: u64,
+    /// WebSockets from one IP address that have not joined yet.
+    #[arg(long, env = "TANDEM_WS_MAX_UNJOINED_PER_IP", default_value_t = 100)]
+    pub ws_max_unjoined_per_ip: usize,
+    /// Open TCP connections from one IP address (a school behind one NAT address counts once).
+    #[arg(long, env = "TANDEM_MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
+    pub max_connections_per_ip: usize,
+    /// Seconds a client has to send a request's headers (also how long an idle keep-alive
+    /// connection waits for its next request).
+    #[arg(long, env = "TANDEM_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub http_header_timeout_secs: u64,
+    /// Seconds an HTTP connection may go without sending or receiving a byte (a request body
+    /// trickled in, a response never read).
+    #[arg(long, env = "TANDEM_HTTP_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub http_idle_timeout_secs: u64,
+    /// Minutes a class may have nobody in it before it ends by itself (fractions allowed).
+    #[arg(long, env = "TANDEM_CLASS_IDLE_MINUTES", default_value_t = 120.0)]
+    pub class_idle_minutes: f64,
+    /// Days an ended class's records (attendance, board, polls) are kept; 0 keeps them for ever
+    /// (fractions allowed).
+    #[arg(long, env = "TANDEM_RETENTION_DAYS", default_value_t = 365.0)]
+    pub retention_days: f64,
 }
 
 impl Config {
@@ -113,6 +148,12 @@ impl Config {
         }
     }
 
+    /// Whether anyone beyond this machine could start classes: listening on a non-loopback
+    /// address with no `--create-key`. The server warns loudly at start when so.
+    pub fn creation_open_to_others(&self) -> bool {
+        !self.listen.ip().is_loopback() && self.create_key.is_none()
+    }
+
     /// Settings for tests: ephemeral ports on loopback, data in `data_dir`.
     pub fn for_tests(data_dir: PathBuf) -> Self {
         use clap::Parser;
@@ -121,5 +162,22 @@ impl Config {
         config.media_listen = "127.0.0.1:0".parse().expect("valid address");
         config.data_dir = data_dir;
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn a_public_address_without_a_key_is_open_to_others() {
+        let parse = |args: &[&str]| Config::parse_from([&["tandem"], args].concat());
+        assert!(!parse(&[]).creation_open_to_others(), "loopback default");
+        assert!(!parse(&["--listen", "[::1]:8080"]).creation_open_to_others());
+        assert!(parse(&["--listen", "0.0.0.0:8080"]).creation_open_to_others());
+        assert!(
+            !parse(&["--listen", "0.0.0.0:8080", "--create-key", "k"]).creation_open_to_others()
+        );
     }
 }

@@ -21,6 +21,8 @@ use crate::token::{Claims, TokenError, TokenKey, TokenRole};
 
 // The whiteboard, polls and class report: the hub operations behind them.
 mod classwork;
+// Idle classes ending by themselves, retention, last-seen and shutdown.
+mod lifecycle;
 
 use classwork::poll_news;
 
@@ -101,6 +103,8 @@ pub struct Hub {
     classes: DashMap<String, Arc<Mutex<Class>>>,
     /// Which class a classroom is in, to route media-plane events.
     classroom_class: DashMap<ClassroomId, String>,
+    /// Turns true when the server is shutting down (connections watch it).
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl Hub {
@@ -112,6 +116,7 @@ impl Hub {
             sfu,
             classes: DashMap::new(),
             classroom_class: DashMap::new(),
+            shutdown: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -145,7 +150,7 @@ impl Hub {
     }
 
     pub fn create_class(&self, title: &str, teacher_name: &str) -> Result<CreatedClass, HubError> {
-        let title = self.checked_name("title", title)?;
+        let title = checked_len("title", title, self.config.max_title_len)?;
         let teacher_name = self.checked_name("teacher_name", teacher_name)?;
         let now = unix_now();
         let record = ClassRecord {
@@ -210,17 +215,7 @@ impl Hub {
     }
 
     fn checked_name(&self, field: &str, value: &str) -> Result<String, HubError> {
-        let value = value.trim();
-        if value.is_empty() || value.chars().count() > self.config.max_name_len {
-            return Err(HubError::new(
-                ErrorCode::BadMessage,
-                format!(
-                    "{field} must be 1 to {} characters",
-                    self.config.max_name_len
-                ),
-            ));
-        }
-        Ok(value.to_owned())
+        checked_len(field, value, self.config.max_name_len)
     }
 
     fn live_class(&self, class_id: &str) -> Result<Arc<Mutex<Class>>, HubError> {
@@ -652,6 +647,18 @@ impl Hub {
             }
         });
     }
+}
+
+/// `value` trimmed, if it is 1 to `max` characters.
+fn checked_len(field: &str, value: &str, max: usize) -> Result<String, HubError> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > max {
+        return Err(HubError::new(
+            ErrorCode::BadMessage,
+            format!("{field} must be 1 to {max} characters"),
+        ));
+    }
+    Ok(value.to_owned())
 }
 
 fn forbidden() -> HubError {

@@ -7,9 +7,12 @@ pub mod classboard;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod process;
 pub mod protocol;
+pub mod reports;
+pub mod serve;
 pub mod store;
 pub mod token;
 pub mod web;
@@ -31,13 +34,49 @@ pub struct Server {
     pub http_addr: SocketAddr,
     pub media_addr: SocketAddr,
     pub hub: Arc<hub::Hub>,
+    /// How many connections the open-file limit leaves room for.
+    pub max_connections: usize,
+    /// Connections open now (HTTP and WebSocket).
+    open_connections: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// How long a shutdown waits for connections to say goodbye before closing the records anyway
+/// (the whole shutdown stays within 5 s).
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Server {
-    /// Serve until the task ends (it does not, unless the listener fails).
+    /// Serve until the accept loop ends (at shutdown; see [`Server::shutdown`]).
     pub async fn wait(self) -> anyhow::Result<()> {
         self.task.await.context("server task")
+    }
+
+    /// Connections open now (HTTP and WebSocket).
+    pub fn open_connections(&self) -> usize {
+        self.open_connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Shut down gracefully: stop accepting, tell every WebSocket client the server is going away
+    /// (`server_going_away`, then close code 1001), let HTTP requests in flight finish, then
+    /// close the attendance of everyone still in a class and flush the database.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        tracing::info!("shutting down");
+        self.hub.begin_shutdown();
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
+        while self.open_connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let left = self.open_connections();
+        if left > 0 {
+            tracing::warn!(connections = left, "connections still open at shutdown");
+        }
+        let hub = Arc::clone(&self.hub);
+        tokio::task::spawn_blocking(move || hub.finish_shutdown())
+            .await
+            .context("closing the records")??;
+        self.task.abort();
+        Ok(())
     }
 
     /// Stop serving HTTP (tests that simulate a crash).
@@ -88,29 +127,37 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .with_context(|| format!("binding {}", config.listen))?;
     let http_addr = listener.local_addr()?;
 
+    let max_connections = serve::raise_open_file_limit();
+    tracing::info!(
+        max_connections,
+        per_ip = config.max_connections_per_ip,
+        "open-file limit raised: room for this many connections"
+    );
+    if config.creation_open_to_others() {
+        tracing::warn!(
+            listen = %config.listen,
+            "LISTENING BEYOND THIS MACHINE WITHOUT --create-key: anyone who reaches this address can start classes. \
+             Set --create-key (TANDEM_CREATE_KEY) on a server others can reach."
+        );
+    }
+    let limits = serve::ServeLimits::new(&config, max_connections);
+    let open_connections = Arc::clone(&limits.open);
+
     let hub = Arc::new(hub::Hub::new(config, store, tokens, sfu));
+    hub.close_attendance_after_crash()
+        .context("closing attendance left open by the last run")?;
     hub.spawn_router_events(events);
     hub.spawn_poll_timer();
-    let state = http::AppState {
-        hub: hub.clone(),
-        metrics: Arc::new(metrics::Metrics::new(&sfu_metrics)),
-        sessions: Arc::default(),
-    };
+    hub.spawn_housekeeping();
+    let state = http::AppState::new(hub.clone(), Arc::new(metrics::Metrics::new(&sfu_metrics)));
     let app = http::routes(state);
-    let task = tokio::spawn(async move {
-        // TCP_NODELAY: a board op or a vote is one small frame; Nagle would hold it back for
-        // the peer's delayed ACK (tens of ms).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        if let Err(err) = axum::serve(listener, app).await {
-            tracing::error!(%err, "HTTP server stopped");
-        }
-    });
+    let task = tokio::spawn(serve::accept(listener, app, limits, hub.shutdown_signal()));
     Ok(Server {
         http_addr,
         media_addr,
         hub,
+        max_connections,
+        open_connections,
         task,
     })
 }

@@ -271,6 +271,9 @@ pub enum ServerMessage {
     PollResult {
         results: PollResults,
     },
+    /// The server is shutting down (a restart or an upgrade): the connection closes right after
+    /// with close code 1001. The class goes on; reconnect and `join` with `resume`.
+    ServerGoingAway,
     Error {
         code: ErrorCode,
         message: String,

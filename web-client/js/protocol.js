@@ -68,6 +68,7 @@ const SERVER_SHAPES = {
   poll_voted: { poll_id: 'number', choices: 'array' },
   poll_counts: { poll_id: 'number', counts: 'array', voters_total: 'number' },
   poll_result: { results: 'object' },
+  server_going_away: {},
   error: { code: 'string', message: 'string' },
 };
 

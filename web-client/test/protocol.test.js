@@ -116,6 +116,22 @@ test('a dropped socket reconnects with backoff and resumes the session', () => {
   assert.equal(FakeWebSocket.instances.length, 4);
 });
 
+test('a server going away is not an error: the client reconnects and resumes', () => {
+  const { c, clock, events } = client();
+  c.connect();
+  let ws = FakeWebSocket.last();
+  ws.serverOpen();
+  ws.serverSend(welcome());
+  ws.serverSend({ type: 'server_going_away' });
+  assert.deepEqual(events.filter((e) => e.event === 'protocol_error'), [], 'a documented message');
+  ws.serverDrop();
+  assert.equal(c.status, 'reconnecting');
+  clock.advance(500);
+  ws = FakeWebSocket.last();
+  ws.serverOpen();
+  assert.equal(ws.sent[0].resume, 's_1');
+});
+
 test('an invalid link is fatal: no reconnect loop', () => {
   const { c, clock, events } = client();
   c.connect();
