@@ -43,10 +43,14 @@ pub struct SfuHandle {
 }
 
 /// Bind the media port and start the loop. Router events arrive on the returned receiver.
+/// Settings [`RouterConfig::validate`] refuses are an `InvalidInput` error.
 pub async fn start(
     config: RouterConfig,
     metrics: Arc<SfuMetrics>,
 ) -> std::io::Result<(SfuHandle, mpsc::UnboundedReceiver<RouterEvent>)> {
+    config
+        .validate()
+        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
     let socket = UdpSocket::bind(config.media_addr).await?;
     let local = socket.local_addr()?;
     let mut config = config;

@@ -61,7 +61,16 @@ pub enum RouterEvent {
         sdp: String,
         tracks: Vec<OfferedTrack>,
     },
-    /// A leg connected, or was lost.
+    /// A leg is served, or was lost. The contract the signaling layer relies on:
+    ///
+    /// - `connected: true` when the leg (re)connects: ICE and DTLS are up and its peer's consent
+    ///   is fresh (a check that verified with the leg's password, RFC 7675).
+    /// - `connected: false` only when the leg is really lost: consent expired
+    ///   ([`crate::RouterConfig::consent_timeout`], 30 s without a verified check), or ICE or DTLS
+    ///   failed, or the leg closed. A transient ICE `disconnected` (a peer that checks every
+    ///   5 s ± 20 %) raises nothing, and media keeps being forwarded meanwhile.
+    ///
+    /// A lost leg gets no media until a verified check comes again (then `connected: true`).
     LegState {
         classroom: ClassroomId,
         leg: Leg,
@@ -483,22 +492,29 @@ impl Router {
         from: SocketAddr,
         data: &[u8],
     ) {
-        let key = match self.by_addr.get(&from) {
-            Some(key) => *key,
-            None => {
-                let Some(key) = demux::binding_request_ufrag(data)
-                    .and_then(|ufrag| self.by_ufrag.get(ufrag))
-                    .copied()
-                else {
-                    // Not a check for any leg we know: a stray, a scanner, or a leg already closed.
+        // A connectivity check names its leg by ufrag; it binds its address to that leg and
+        // refreshes the leg's consent only when signed with the leg's password.
+        let check = demux::binding_request_ufrag(data)
+            .and_then(|ufrag| self.by_ufrag.get(ufrag))
+            .copied();
+        let key = match check {
+            Some(key) => {
+                let verified = self
+                    .transports
+                    .get(&key)
+                    .is_some_and(|t| demux::binding_request_verifies(data, &t.ice_pwd));
+                if !verified {
+                    tracing::debug!(%from, "connectivity check without valid integrity ignored");
                     return;
-                };
-                self.by_addr.insert(from, key);
-                if let Some(t) = self.transports.get_mut(&key) {
-                    t.remote_addr = Some(from);
                 }
+                self.on_consent(now, key, from);
                 key
             }
+            None => match self.by_addr.get(&from) {
+                Some(key) => *key,
+                // Not from a verified address of any leg: a stray, a scanner, a leg closed.
+                None => return,
+            },
         };
         let Some(transport) = self.transports.get_mut(&key) else {
             self.by_addr.remove(&from);
@@ -527,8 +543,15 @@ impl Router {
             .transports
             .values_mut()
             .filter_map(|t| t.pc.poll_timeout());
+        let timeout = self.config.consent_timeout;
+        let legs = legs.min();
         let keyframes = self.tracks.values().filter_map(|t| t.keyframes.deadline());
-        legs.chain(keyframes).min()
+        let consent = self
+            .transports
+            .values()
+            .filter(|t| t.connected)
+            .filter_map(|t| t.consent_expires(timeout));
+        legs.into_iter().chain(keyframes).chain(consent).min()
     }
 
     /// Time has passed: retransmissions, reports, consent checks, deferred keyframe requests.
@@ -549,6 +572,16 @@ impl Router {
                 tracing::debug!(%err, "leg timeout handling failed");
             }
             self.drain(now, key);
+        }
+        let timeout = self.config.consent_timeout;
+        let expired: Vec<TransportKey> = self
+            .transports
+            .iter()
+            .filter(|(_, t)| t.connected && !t.served(now, timeout))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in expired {
+            self.update_leg_state(now, key);
         }
         let deferred: Vec<TrackId> = self
             .tracks
@@ -672,26 +705,19 @@ impl Router {
         let (leg, classroom) = (t.leg, t.classroom.clone());
         match event {
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
-                let connected = state == RTCPeerConnectionState::Connected;
-                let lost = matches!(
-                    state,
-                    RTCPeerConnectionState::Disconnected
-                        | RTCPeerConnectionState::Failed
-                        | RTCPeerConnectionState::Closed
-                );
-                if !connected && !lost {
-                    return;
+                match state {
+                    RTCPeerConnectionState::Connected => t.pc_up = true,
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                        t.pc_up = false
+                    }
+                    RTCPeerConnectionState::Disconnected => {
+                        // Transient: consent (RFC 7675) decides when the leg is lost, not this.
+                        tracing::debug!(classroom = %classroom, ?leg, "leg disconnected; still served while consent is fresh");
+                        return;
+                    }
+                    _ => return,
                 }
-                t.connected = connected;
-                tracing::info!(classroom = %classroom, ?leg, %state, "leg state");
-                self.events.push_back(RouterEvent::LegState {
-                    classroom: classroom.clone(),
-                    leg,
-                    connected,
-                });
-                if connected && leg == Leg::Subscribe {
-                    self.request_keyframes_for(now, &classroom);
-                }
+                self.update_leg_state(now, key);
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
                 self.on_track_open(key, &classroom, init.track_id, init.receiver_id, init.ssrc);
@@ -705,6 +731,51 @@ impl Router {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A verified connectivity check from `from` for the leg `key`: its address is the leg's, and
+    /// its consent is fresh again.
+    fn on_consent(&mut self, now: Instant, key: TransportKey, from: SocketAddr) {
+        let Some(t) = self.transports.get_mut(&key) else {
+            return;
+        };
+        t.consent_at = Some(now);
+        if t.remote_addr != Some(from) {
+            t.remote_addr = Some(from);
+            self.by_addr.insert(from, key);
+        }
+        if !t.connected && t.pc_up {
+            self.update_leg_state(now, key);
+        }
+    }
+
+    /// Serve a leg or stop serving it as its state and consent say; tell signaling on a change.
+    fn update_leg_state(&mut self, now: Instant, key: TransportKey) {
+        let timeout = self.config.consent_timeout;
+        let Some(t) = self.transports.get_mut(&key) else {
+            return;
+        };
+        let served = t.served(now, timeout);
+        if served == t.connected {
+            return;
+        }
+        t.connected = served;
+        let (leg, classroom) = (t.leg, t.classroom.clone());
+        if served {
+            tracing::info!(classroom = %classroom, ?leg, "leg connected");
+        } else if t.pc_up {
+            tracing::info!(classroom = %classroom, ?leg, timeout_secs = timeout.as_secs(), "leg lost: consent expired");
+        } else {
+            tracing::info!(classroom = %classroom, ?leg, "leg lost: failed or closed");
+        }
+        self.events.push_back(RouterEvent::LegState {
+            classroom: classroom.clone(),
+            leg,
+            connected: served,
+        });
+        if served && leg == Leg::Subscribe {
+            self.request_keyframes_for(now, &classroom);
         }
     }
 
@@ -1075,7 +1146,10 @@ impl Router {
             .create_offer(None)
             .and_then(|offer| transport.pc.set_local_description(now, offer))
         {
-            Ok(()) => transport.pc.local_description().map(|d| d.sdp),
+            Ok(()) => transport
+                .pc
+                .local_description()
+                .map(|d| crate::sdp::without_rtcp_candidates(&d.sdp)),
             Err(err) => {
                 tracing::warn!(classroom = %classroom, %err, "cannot create subscribe offer");
                 None
@@ -1157,6 +1231,9 @@ fn forward(
         }
     }
 }
+
+#[cfg(test)]
+mod consent_tests;
 
 #[cfg(test)]
 mod tests {

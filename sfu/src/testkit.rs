@@ -13,6 +13,7 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
@@ -38,6 +39,8 @@ pub struct Peer {
     pub received: u64,
     /// Sequence numbers of the RTP packets received on the subscribe leg.
     pub received_seqs: Vec<u16>,
+    /// How often its legs send consent checks (`None`: `rtc`'s default, 2 s).
+    check_interval: Option<Duration>,
     seq: u16,
 }
 
@@ -50,6 +53,8 @@ pub struct Harness {
     /// Drop every DTLS record the router sends to this classroom's subscribe leg for this long,
     /// starting with its certificate flight: a loss burst in the middle of the handshake.
     pub dtls_blackout_to: Option<(usize, Duration)>,
+    /// Drop every STUN datagram these classrooms send (a peer that stopped checking consent).
+    pub mute_checks_from: Vec<usize>,
     blackout: Option<(usize, Instant)>,
     /// How many times the router sent each RTP sequence number to each classroom's subscribe leg.
     pub rtp_sent_to: HashMap<(usize, u16), u32>,
@@ -61,14 +66,23 @@ pub struct Harness {
     class: ClassId,
 }
 
-fn new_pc(now: Instant, addr: SocketAddr) -> RTCPeerConnection {
+fn new_pc(now: Instant, addr: SocketAddr, check_interval: Option<Duration>) -> RTCPeerConnection {
     let mut media_engine = MediaEngine::default();
     media_engine.register_default_codecs().expect("codecs");
     let registry =
         register_default_interceptors(rtc::interceptor::Registry::new(), &mut media_engine)
             .expect("interceptors");
+    // A peer that checks less often than the default also tolerates longer silences itself.
+    let settings = SettingEngineBuilder::new()
+        .with_ice_timeouts(
+            check_interval.map(|i| i * 3),
+            check_interval.map(|i| i * 5),
+            check_interval,
+        )
+        .build();
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings)
         .with_media_engine(media_engine)
         .with_interceptor_registry(registry)
         .build(now)
@@ -76,6 +90,30 @@ fn new_pc(now: Instant, addr: SocketAddr) -> RTCPeerConnection {
     pc.add_local_candidate(crate::transport::host_candidate(addr).expect("candidate"))
         .expect("local candidate");
     pc
+}
+
+/// A Binding request signed with `password`, as `rtc-stun` builds it for a client.
+pub fn signed_binding_request(username: &str, password: &str) -> Vec<u8> {
+    use rtc::stun::message::{BINDING_REQUEST, Message, TransactionId};
+    use rtc::stun::textattrs::TextAttribute;
+    let provider = rtc::crypto::default_provider().expect("crypto provider");
+    let mut m = Message::new();
+    let integrity = rtc::stun::integrity::MessageIntegrity::new_short_term_integrity_with_provider(
+        password.to_owned(),
+        provider.crypto(),
+    );
+    m.build(&[
+        Box::new(BINDING_REQUEST),
+        Box::new(TransactionId::new()),
+        Box::new(TextAttribute::new(
+            rtc::stun::attributes::ATTR_USERNAME,
+            username.to_owned(),
+        )),
+        Box::new(integrity),
+        Box::new(rtc::stun::fingerprint::FINGERPRINT),
+    ])
+    .expect("stun message");
+    m.raw
 }
 
 /// An SRTP media packet (not STUN, DTLS or RTCP; RFC 5761/7983).
@@ -108,6 +146,7 @@ impl Harness {
             lose_next_to: Vec::new(),
             lose_next_from: Vec::new(),
             dtls_blackout_to: None,
+            mute_checks_from: Vec::new(),
             blackout: None,
             rtp_sent_to: HashMap::new(),
             peers: Vec::new(),
@@ -119,6 +158,11 @@ impl Harness {
 
     /// A classroom joins; returns its index.
     pub fn join(&mut self, role: Role) -> usize {
+        self.join_checking_every(role, None)
+    }
+
+    /// A classroom whose legs send a consent check every `interval` (RFC 7675 peers: 5 s ± 20 %).
+    pub fn join_checking_every(&mut self, role: Role, interval: Option<Duration>) -> usize {
         let index = self.peers.len();
         let id = ClassroomId::from(format!("r_{index}"));
         self.router
@@ -131,6 +175,7 @@ impl Harness {
             sender: None,
             received: 0,
             received_seqs: Vec::new(),
+            check_interval: interval,
             seq: 0,
         });
         self.pump();
@@ -153,7 +198,7 @@ impl Harness {
             _ => ("video/VP8", 90000, 0, "cam", Source::Camera),
         };
         let peer = &mut self.peers[index];
-        let mut pc = new_pc(self.now, peer.addr);
+        let mut pc = new_pc(self.now, peer.addr, peer.check_interval);
         let ssrc = 0x1000 + index as u32;
         let track = MediaStreamTrack::new(
             "s".into(),
@@ -282,6 +327,13 @@ impl Harness {
             }
             for (from, data) in inbound {
                 moved = true;
+                if crate::demux::is_stun(&data)
+                    && self.mute_checks_from.iter().any(|&i| {
+                        self.peers[i].addr == from || subscribe_addr(self.peers[i].addr) == from
+                    })
+                {
+                    continue;
+                }
                 if is_rtp(&data)
                     && let Some(at) = self
                         .lose_next_from
@@ -403,7 +455,10 @@ impl Harness {
             return;
         };
         let addr = subscribe_addr(peer.addr);
-        let pc = peer.subscribe.get_or_insert_with(|| new_pc(now, addr));
+        let interval = peer.check_interval;
+        let pc = peer
+            .subscribe
+            .get_or_insert_with(|| new_pc(now, addr, interval));
         pc.set_remote_description(now, RTCSessionDescription::offer(sdp).expect("sdp"))
             .expect("remote offer");
         let answer = pc.create_answer(None).expect("answer");
