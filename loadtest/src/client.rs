@@ -80,6 +80,9 @@ pub struct ClientOptions {
     pub opus_fec: bool,
     /// Opus discontinuous transmission (`usedtx=1`): silence is sent as rare comfort-noise frames.
     pub opus_dtx: bool,
+    /// Send a consent check (RFC 7675) on each leg this often instead of `rtc`'s 2 s, as aiortc,
+    /// Firefox and many encoders do (5 s ± 20 %).
+    pub consent_check_interval: Option<Duration>,
 }
 
 impl ClientOptions {
@@ -91,6 +94,7 @@ impl ClientOptions {
             seed,
             opus_fec: true,
             opus_dtx: false,
+            consent_check_interval: None,
         }
     }
 
@@ -298,8 +302,12 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// RFC 7675: a peer's consent to receive lasts 30 s after its last answered check.
+const CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn new_peer(
     shared: Arc<Mutex<Shared>>,
+    consent_check_interval: Option<Duration>,
 ) -> anyhow::Result<(
     Arc<dyn PeerConnection>,
     mpsc::UnboundedReceiver<()>,
@@ -318,10 +326,19 @@ async fn new_peer(
         gathered: gathered_tx,
         connected: connected_tx,
     });
-    let pc = PeerConnectionBuilder::new()
+    let mut builder = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(media_engine)
-        .with_interceptor_registry(registry)
+        .with_interceptor_registry(registry);
+    if let Some(interval) = consent_check_interval {
+        // A peer that checks this rarely waits as long as consent lasts before it gives up.
+        builder = builder.with_setting_engine(
+            rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new()
+                .with_ice_timeouts(Some(CONSENT_TIMEOUT), None, Some(interval))
+                .build(),
+        );
+    }
+    let pc = builder
         .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
         .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
         .build()
@@ -476,7 +493,7 @@ impl Classroom {
                 let existing = slot.lock().clone();
                 let pc = match existing {
                     Some(pc) => pc,
-                    None => match new_peer(shared.clone()).await {
+                    None => match new_peer(shared.clone(), options.consent_check_interval).await {
                         Ok((pc, g, _)) => {
                             gathered = Some(g);
                             *slot.lock() = Some(pc.clone());
@@ -625,7 +642,8 @@ impl Classroom {
         spec: PublishSpec,
         screen: Option<VideoSpec>,
     ) -> anyhow::Result<()> {
-        let (pc, mut gathered, mut connected) = new_peer(self.shared.clone()).await?;
+        let (pc, mut gathered, mut connected) =
+            new_peer(self.shared.clone(), self.options.consent_check_interval).await?;
         let mut declared = Vec::new();
         let mut audio = None;
         let mut video = None;
@@ -1118,8 +1136,21 @@ impl HttpMediaSession {
         token: &str,
         spec: PublishSpec,
     ) -> anyhow::Result<HttpOfferOutcome> {
+        Self::publish_checking_every(http_base, class_id, token, spec, None).await
+    }
+
+    /// [`publish`](Self::publish) by an encoder that sends a consent check every
+    /// `consent_check_interval` (`None`: `rtc`'s 2 s).
+    pub async fn publish_checking_every(
+        http_base: &str,
+        class_id: &str,
+        token: &str,
+        spec: PublishSpec,
+        consent_check_interval: Option<Duration>,
+    ) -> anyhow::Result<HttpOfferOutcome> {
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let (pc, mut gathered, mut connected) = new_peer(shared.clone()).await?;
+        let (pc, mut gathered, mut connected) =
+            new_peer(shared.clone(), consent_check_interval).await?;
         let (audio, audio_ssrc) = local_track(RtpCodecKind::Audio, "audio/opus", 48000, 2);
         pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await?;
         let video = if spec.video.is_some() {
@@ -1168,9 +1199,21 @@ impl HttpMediaSession {
         class_id: &str,
         token: &str,
     ) -> anyhow::Result<HttpOfferOutcome> {
+        Self::view_checking_every(http_base, class_id, token, None).await
+    }
+
+    /// [`view`](Self::view) by a player that sends a consent check every
+    /// `consent_check_interval` (`None`: `rtc`'s 2 s).
+    pub async fn view_checking_every(
+        http_base: &str,
+        class_id: &str,
+        token: &str,
+        consent_check_interval: Option<Duration>,
+    ) -> anyhow::Result<HttpOfferOutcome> {
         use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let (pc, mut gathered, mut connected) = new_peer(shared.clone()).await?;
+        let (pc, mut gathered, mut connected) =
+            new_peer(shared.clone(), consent_check_interval).await?;
         for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
             pc.add_transceiver_from_kind(
                 kind,
