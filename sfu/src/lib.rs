@@ -6,6 +6,7 @@
 
 pub mod codecs;
 pub mod demux;
+pub mod downtrack;
 pub mod driver;
 pub mod feedback;
 pub mod ids;
