@@ -25,6 +25,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 use crate::demux;
+use crate::downtrack::{Codec, Munger};
 use crate::ids::{ClassId, ClassroomId, Leg, TrackId};
 use crate::keyframe::KeyframeThrottle;
 use crate::metrics::SfuMetrics;
@@ -103,8 +104,16 @@ struct Negotiation {
 
 struct DownTrack {
     sender: RTCRtpSenderId,
+    /// The id of the sender's track on the subscriber's leg (the server id of the track it was
+    /// created for): the subscriber's keyframe requests name it, also after a source switch.
+    label: String,
     ssrc: u32,
     payload_type: u8,
+    /// Sequence numbers, timestamps and picture ids made continuous; clean starts.
+    munger: Munger,
+    kind: MediaKind,
+    /// The codec negotiated for it: only a source of this codec can feed it.
+    mime: String,
 }
 
 struct PublishedTrack {
@@ -114,6 +123,8 @@ struct PublishedTrack {
     publish_leg: TransportKey,
     media_ssrc: u32,
     codec: Option<RTCRtpCodec>,
+    /// What the forwarding path reads of its payloads (set with `codec`).
+    payload_format: Codec,
     keyframes: KeyframeThrottle,
     /// Classrooms whose subscribe leg carries this track.
     subscribers: Vec<ClassroomId>,
@@ -344,7 +355,9 @@ impl Router {
         self.drain(now, key);
         // Changes that came while the offer was out go in the next one.
         self.offer_if_needed(now, classroom);
-        self.request_keyframes_for(now, classroom);
+        // Only the downtracks this negotiation added wait for a keyframe; nobody else's publisher
+        // is disturbed.
+        self.request_keyframes_awaiting(now, classroom);
         let _ = class;
         self.flush();
         Ok(())
@@ -368,29 +381,11 @@ impl Router {
         }
         let class = member.class.clone();
         let offer = RTCSessionDescription::offer(sdp)?;
-        let mut chosen: Vec<(TrackId, ClassroomId, MediaKind, RTCRtpCodec, Source)> = self
-            .tracks
-            .iter()
-            .filter(|(_, t)| t.class == class)
-            .filter(|(_, t)| {
-                self.members
-                    .get(&t.info.classroom_id)
-                    .is_some_and(|m| m.role == Role::Master)
-            })
-            .filter_map(|(id, t)| {
-                let codec = t.codec.clone()?;
-                Some((
-                    id.clone(),
-                    t.info.classroom_id.clone(),
-                    t.info.kind,
-                    codec,
-                    t.info.source,
-                ))
-            })
-            .collect();
-        // Microphone first, then camera before screen; one of each kind.
-        chosen.sort_by_key(|(id, _, kind, _, source)| (*kind, *source, id.clone()));
-        chosen.dedup_by_key(|(_, _, kind, _, _)| *kind);
+        let chosen: Vec<(TrackId, ClassroomId, MediaKind, RTCRtpCodec)> =
+            [MediaKind::Audio, MediaKind::Video]
+                .into_iter()
+                .filter_map(|kind| self.viewer_source(&class, kind))
+                .collect();
         if chosen.is_empty() {
             return Err(SfuError::NothingToView);
         }
@@ -403,7 +398,7 @@ impl Router {
             m.subscribe = Some(key);
             m.fixed = true;
         }
-        for (track, publisher, kind, codec, _) in chosen {
+        for (track, publisher, kind, codec) in chosen {
             self.add_downtrack(now, classroom, &track, &publisher, kind, codec)?;
         }
         let transport = self
@@ -775,6 +770,13 @@ impl Router {
             connected: served,
         });
         if served && leg == Leg::Subscribe {
+            // Whatever was not sent while the leg was down cannot be repaired: start again at a
+            // keyframe.
+            if let Some(m) = self.members.get_mut(&classroom) {
+                for down in m.downtracks.values_mut() {
+                    down.munger.restart_at_keyframe();
+                }
+            }
             self.request_keyframes_for(now, &classroom);
         }
     }
@@ -826,6 +828,7 @@ impl Router {
                 publish_leg: key,
                 media_ssrc: ssrc,
                 codec: None,
+                payload_format: Codec::OtherVideo,
                 keyframes: KeyframeThrottle::new(self.config.keyframe_request_interval),
                 subscribers: Vec::new(),
             },
@@ -861,6 +864,7 @@ impl Router {
             let Some(codec) = codec else {
                 return;
             };
+            track.payload_format = Codec::from_mime(&codec.mime_type);
             track.codec = Some(codec);
             let (class, info) = (track.class.clone(), track.info.clone());
             tracing::info!(class = %class, classroom = %info.classroom_id, track = %info.track_id, kind = ?info.kind, "track published");
@@ -871,16 +875,23 @@ impl Router {
             self.sync_class(now, &class);
             return;
         }
-        forward(
+        let keyframe = crate::downtrack::is_keyframe_start(track.payload_format, &packet.payload);
+        let waiting = forward(
             now,
             &packet,
+            keyframe,
             &track_id,
             &track.subscribers,
-            &self.members,
+            &mut self.members,
             &mut self.transports,
             &mut self.dirty,
             &self.metrics,
         );
+        if waiting {
+            // A subscriber holds this track back until a keyframe: make sure one is coming
+            // (throttled, so asking again per packet costs nothing upstream).
+            self.request_keyframe(now, &track_id);
+        }
     }
 
     /// RTCP that surfaced on a leg: keyframe requests from subscribers go to the publisher.
@@ -897,8 +908,36 @@ impl Router {
             .get(&key)
             .is_some_and(|t| t.leg == Leg::Subscribe);
         if wants_keyframe && is_subscribe_leg {
-            // Subscriber-side senders are named after the server track they carry.
-            let track = TrackId::from(rtc_track);
+            // The sender is named after the track it was made for; the track now feeding it
+            // may be another (a WHEP display that followed a screen share).
+            let source = self
+                .transports
+                .get(&key)
+                .and_then(|t| self.members.get(&t.classroom))
+                .and_then(|m| {
+                    m.downtracks
+                        .iter()
+                        .find(|(_, d)| d.label == rtc_track)
+                        .map(|(id, _)| id.clone())
+                });
+            if let Some(track) = source {
+                self.request_keyframe(now, &track);
+            }
+        }
+    }
+
+    /// Ask for keyframes for the downtracks of `classroom` that wait for one to start.
+    fn request_keyframes_awaiting(&mut self, now: Instant, classroom: &ClassroomId) {
+        let Some(member) = self.members.get(classroom) else {
+            return;
+        };
+        let waiting: Vec<TrackId> = member
+            .downtracks
+            .iter()
+            .filter(|(_, d)| d.munger.awaiting_keyframe())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for track in waiting {
             self.request_keyframe(now, &track);
         }
     }
@@ -983,6 +1022,10 @@ impl Router {
             })
             .collect();
         for subscriber in &members {
+            if self.members.get(subscriber).is_some_and(|m| m.fixed) {
+                self.follow_master(now, class, subscriber);
+                continue;
+            }
             let Some((sub_role, receive_video)) = self
                 .members
                 .get(subscriber)
@@ -1065,6 +1108,7 @@ impl Router {
             .ok_or(SfuError::UnknownClassroom)?;
         let ssrc = rand::random::<u32>();
         let mime = codec.mime_type.clone();
+        let payload_format = Codec::from_mime(&mime);
         let media_track = rtc::media_stream::MediaStreamTrack::new(
             // The stream is the publishing classroom, so a browser groups its audio and video.
             publisher.to_string(),
@@ -1079,7 +1123,7 @@ impl Router {
                     ssrc: Some(ssrc),
                     ..Default::default()
                 },
-                codec,
+                codec: codec.clone(),
                 ..Default::default()
             }],
         );
@@ -1092,17 +1136,24 @@ impl Router {
                     .rtp_parameters
                     .codecs
                     .iter()
-                    .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&mime))
+                    .find(|c| crate::codecs::same_codec(&c.rtp_codec, &codec))
                     .map(|c| c.payload_type)
             })
-            .ok_or(SfuError::Negotiation(format!("no payload type for {mime}")))?;
+            .ok_or(SfuError::Negotiation(format!(
+                "no payload type for {mime} {}",
+                codec.sdp_fmtp_line
+            )))?;
         if let Some(m) = self.members.get_mut(subscriber) {
             m.downtracks.insert(
                 track.clone(),
                 DownTrack {
                     sender,
+                    label: track.to_string(),
                     ssrc,
                     payload_type,
+                    munger: Munger::new(payload_format),
+                    kind,
+                    mime,
                 },
             );
         }
@@ -1189,23 +1240,30 @@ impl Router {
 }
 
 /// The hot path: one packet in, one write per subscriber out. The payload is reference-counted
-/// (`bytes::Bytes`), so each subscriber gets a new header, never a copy of the media.
+/// (`bytes::Bytes`), so each subscriber gets a new header, never a copy of the media (a VP8
+/// descriptor is copied only after a source switch). Returns whether a subscriber is waiting
+/// for a keyframe of this track.
 #[allow(clippy::too_many_arguments)]
 fn forward(
     now: Instant,
     packet: &rtc::rtp::Packet,
+    keyframe: bool,
     track: &TrackId,
     subscribers: &[ClassroomId],
-    members: &HashMap<ClassroomId, Member>,
+    members: &mut HashMap<ClassroomId, Member>,
     transports: &mut HashMap<TransportKey, Transport>,
     dirty: &mut HashSet<TransportKey>,
     metrics: &SfuMetrics,
-) {
+) -> bool {
+    let mut waiting = false;
     for subscriber in subscribers {
-        let Some(member) = members.get(subscriber) else {
+        let Some(member) = members.get_mut(subscriber) else {
             continue;
         };
-        let (Some(down), Some(key)) = (member.downtracks.get(track), member.subscribe) else {
+        let Some(key) = member.subscribe else {
+            continue;
+        };
+        let Some(down) = member.downtracks.get_mut(track) else {
             continue;
         };
         let Some(transport) = transports.get_mut(&key) else {
@@ -1214,9 +1272,26 @@ fn forward(
         if !transport.connected {
             continue;
         }
+        let header = &packet.header;
+        let Some(rewritten) = down.munger.rewrite(
+            now,
+            header.ssrc,
+            header.sequence_number,
+            header.timestamp,
+            &packet.payload,
+            keyframe,
+        ) else {
+            waiting |= down.munger.awaiting_keyframe();
+            continue;
+        };
         let mut out = packet.clone();
         out.header.ssrc = down.ssrc;
         out.header.payload_type = down.payload_type;
+        out.header.sequence_number = rewritten.sequence_number;
+        out.header.timestamp = rewritten.timestamp;
+        if let Some(payload) = rewritten.payload {
+            out.payload = payload;
+        }
         // Extension ids are negotiated per leg; the subscriber leg adds its own.
         out.header.extension = false;
         out.header.extensions.clear();
@@ -1230,10 +1305,15 @@ fn forward(
             dirty.insert(key);
         }
     }
+    waiting
 }
+
+mod viewer;
 
 #[cfg(test)]
 mod consent_tests;
+#[cfg(test)]
+mod downtrack_tests;
 
 #[cfg(test)]
 mod tests {

@@ -39,6 +39,8 @@ pub struct Peer {
     pub received: u64,
     /// Sequence numbers of the RTP packets received on the subscribe leg.
     pub received_seqs: Vec<u16>,
+    /// Keyframe requests (PLI/FIR) its publish leg received.
+    pub keyframe_requests: u64,
     /// How often its legs send consent checks (`None`: `rtc`'s default, 2 s).
     check_interval: Option<Duration>,
     seq: u16,
@@ -71,7 +73,11 @@ fn new_pc(now: Instant, addr: SocketAddr, check_interval: Option<Duration>) -> R
     media_engine.register_default_codecs().expect("codecs");
     let registry =
         register_default_interceptors(rtc::interceptor::Registry::new(), &mut media_engine)
-            .expect("interceptors");
+            .expect("interceptors")
+            .with(
+                rtc::interceptor::Slot::from(crate::feedback::KEYFRAME_TAP_SLOT),
+                crate::feedback::KeyframeRequestTap::default(),
+            );
     // A peer that checks less often than the default also tolerates longer silences itself.
     let settings = SettingEngineBuilder::new()
         .with_ice_timeouts(
@@ -176,6 +182,7 @@ impl Harness {
             received: 0,
             received_seqs: Vec::new(),
             check_interval: interval,
+            keyframe_requests: 0,
             seq: 0,
         });
         self.pump();
@@ -292,6 +299,50 @@ impl Harness {
         {
             s.write_rtp(now, packet).expect("write");
         }
+    }
+
+    /// The classroom's page reloads: it joins again and publishes anew, its RTP numbering
+    /// starting somewhere else (as a new browser session's does).
+    pub fn rejoin_and_publish_video(&mut self, index: usize) {
+        let now = self.now;
+        let role = crate::Role::Master;
+        let peer = &mut self.peers[index];
+        peer.publish = None;
+        peer.subscribe = None;
+        peer.sender = None;
+        peer.seq = peer.seq.wrapping_add(20_000);
+        let id = peer.id.clone();
+        self.router.join(now, self.class.clone(), id, role);
+        self.pump();
+        self.publish_video(index);
+    }
+
+    /// A receive-only viewer (WHEP) offers audio and video reception; returns its index.
+    pub fn view(&mut self) -> Result<usize, crate::SfuError> {
+        use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+        let index = self.join(Role::Viewer);
+        let now = self.now;
+        let peer = &mut self.peers[index];
+        let mut pc = new_pc(now, subscribe_addr(peer.addr), None);
+        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+            pc.add_transceiver_from_kind(
+                kind,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    streams: vec![],
+                    send_encodings: vec![],
+                }),
+            )
+            .expect("transceiver");
+        }
+        let offer = pc.create_offer(None).expect("offer");
+        pc.set_local_description(now, offer.clone()).expect("local");
+        let answer = self.router.view_offer(now, &peer.id, offer.sdp)?;
+        pc.set_remote_description(now, RTCSessionDescription::answer(answer).expect("sdp"))
+            .expect("remote");
+        peer.subscribe = Some(pc);
+        self.pump();
+        Ok(index)
     }
 
     /// The datagrams a publisher has queued (for replaying into the router in a benchmark).
@@ -422,7 +473,13 @@ impl Harness {
                     while pc.poll_event().is_some() {}
                 }
                 if let Some(pc) = peer.publish.as_mut() {
-                    while pc.poll_read().is_some() {}
+                    while let Some(m) = pc.poll_read() {
+                        if let RTCMessage::RtcpPacket(_, packets) = m.message
+                            && crate::feedback::asks_for_keyframe(&packets)
+                        {
+                            peer.keyframe_requests += 1;
+                        }
+                    }
                     while pc.poll_event().is_some() {}
                 }
             }
