@@ -261,3 +261,49 @@ async fn whip_and_whep_errors_follow_the_rfc_and_the_class_goes_on() {
         "no failed WHIP/WHEP session left a participant"
     );
 }
+
+/// A WHIP encoder only sends: the server makes it no subscribe leg, even when there is media in
+/// the class it could receive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whip_session_gets_no_subscribe_leg() {
+    let server = common::start().await;
+    let class = common::create_class(&server.base, "Ingest only").await;
+    let teacher_token = token_from_link(&class.teacher_url).unwrap();
+    let mut classroom = Classroom::join(&server.base, &class.invite_url, "Hotan No. 3")
+        .await
+        .unwrap();
+    classroom
+        .publish(PublishSpec {
+            tone_hz: Some(330.0),
+            video: None,
+        })
+        .await
+        .expect("the classroom publishes");
+    let _encoder = created(
+        HttpMediaSession::publish(
+            &server.base,
+            &class.class_id,
+            &teacher_token,
+            tone_and_video(440.0),
+        )
+        .await
+        .expect("WHIP publish"),
+    );
+    // The classroom's two legs and the encoder's publish leg; poll until the classroom's
+    // subscribe leg for the encoder's tracks exists.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let legs = server.server.hub.sfu.transport_count().await.unwrap();
+        if legs >= 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {legs} legs");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.server.hub.sfu.transport_count().await.unwrap(),
+        3,
+        "the classroom's publish and subscribe legs and the encoder's publish leg, no more"
+    );
+}

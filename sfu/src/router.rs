@@ -94,6 +94,8 @@ struct Member {
     /// A viewer that negotiated once, by its own offer (WHEP): the server cannot re-offer to it,
     /// so what it receives is fixed at that answer.
     fixed: bool,
+    /// Publishes and receives nothing (a WHIP encoder): it has no subscribe leg.
+    publish_only: bool,
 }
 
 #[derive(Default, PartialEq, Eq)]
@@ -198,6 +200,7 @@ impl Router {
                 receive_video: true,
                 // Viewers (WHEP) negotiate once, by their own offer, in `view_offer`.
                 fixed: role == Role::Viewer,
+                publish_only: false,
             },
         );
         self.sync_class(now, &class);
@@ -231,6 +234,31 @@ impl Router {
             }
         }
         self.sync_class(now, &member.class);
+        self.flush();
+    }
+
+    /// The classroom only publishes (a WHIP session): it gets no subscribe leg, and one made
+    /// when it joined is closed. Any offer made for that leg is void.
+    pub fn set_publish_only(&mut self, classroom: &ClassroomId) {
+        let Some(member) = self.members.get_mut(classroom) else {
+            return;
+        };
+        member.publish_only = true;
+        member.negotiation = Negotiation::default();
+        let gone: Vec<TrackId> = member.downtracks.keys().cloned().collect();
+        for track in &gone {
+            self.remove_downtrack(classroom, track);
+        }
+        if let Some(key) = self
+            .members
+            .get_mut(classroom)
+            .and_then(|m| m.subscribe.take())
+        {
+            self.close_transport(key);
+        }
+        self.events.retain(
+            |e| !matches!(e, RouterEvent::SubscribeOffer { classroom: c, .. } if c == classroom),
+        );
         self.flush();
     }
 
@@ -1022,6 +1050,9 @@ impl Router {
             })
             .collect();
         for subscriber in &members {
+            if self.members.get(subscriber).is_some_and(|m| m.publish_only) {
+                continue;
+            }
             if self.members.get(subscriber).is_some_and(|m| m.fixed) {
                 self.follow_master(now, class, subscriber);
                 continue;
