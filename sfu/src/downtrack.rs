@@ -246,6 +246,11 @@ impl Munger {
         self.codec
     }
 
+    /// `timestamp` of `ssrc` as this downtrack sends it, if `ssrc` is what feeds it now.
+    pub fn translate_timestamp(&self, ssrc: u32, timestamp: u32) -> Option<u32> {
+        (self.source == Some(ssrc)).then(|| timestamp.wrapping_add(self.ts_offset))
+    }
+
     /// Whether video is held back until a keyframe arrives.
     pub fn awaiting_keyframe(&self) -> bool {
         self.awaiting_keyframe

@@ -11,6 +11,7 @@ pub mod driver;
 pub mod feedback;
 pub mod ids;
 pub mod keyframe;
+pub mod lipsync;
 pub mod metrics;
 pub mod policy;
 pub mod router;

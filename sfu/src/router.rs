@@ -116,6 +116,9 @@ struct DownTrack {
     kind: MediaKind,
     /// The codec negotiated for it: only a source of this codec can feed it.
     mime: String,
+    /// Packets and payload octets sent, for its sender reports (wrapping, RFC 3550).
+    packets_sent: u32,
+    octets_sent: u32,
 }
 
 struct PublishedTrack {
@@ -935,6 +938,9 @@ impl Router {
             .transports
             .get(&key)
             .is_some_and(|t| t.leg == Leg::Subscribe);
+        if !is_subscribe_leg {
+            self.relay_sender_reports(now, key, rtc_track, packets);
+        }
         if wants_keyframe && is_subscribe_leg {
             // The sender is named after the track it was made for; the track now feeding it
             // may be another (a WHEP display that followed a screen share).
@@ -950,6 +956,59 @@ impl Router {
                 });
             if let Some(track) = source {
                 self.request_keyframe(now, &track);
+            }
+        }
+    }
+
+    /// A publisher's sender reports, translated for every downtrack its track feeds
+    /// ([`crate::lipsync`]).
+    fn relay_sender_reports(
+        &mut self,
+        now: Instant,
+        key: TransportKey,
+        rtc_track: &str,
+        packets: &[Box<dyn rtc::rtcp::Packet>],
+    ) {
+        let mut reports = crate::lipsync::sender_reports(packets).peekable();
+        if reports.peek().is_none() {
+            return;
+        }
+        let Some(track_id) = self.track_by_leg.get(&(key, rtc_track.to_owned())) else {
+            return;
+        };
+        let Some(track) = self.tracks.get(track_id) else {
+            return;
+        };
+        for report in reports {
+            for subscriber in &track.subscribers {
+                let Some(member) = self.members.get(subscriber) else {
+                    continue;
+                };
+                let (Some(down), Some(leg)) = (member.downtracks.get(track_id), member.subscribe)
+                else {
+                    continue;
+                };
+                let Some(rtp_time) = down
+                    .munger
+                    .translate_timestamp(report.ssrc, report.rtp_time)
+                else {
+                    continue;
+                };
+                let Some(transport) = self.transports.get_mut(&leg).filter(|t| t.connected) else {
+                    continue;
+                };
+                let translated = crate::lipsync::translate(
+                    report,
+                    down.ssrc,
+                    rtp_time,
+                    down.packets_sent,
+                    down.octets_sent,
+                );
+                if let Some(mut sender) = transport.pc.rtp_sender(down.sender)
+                    && sender.write_rtcp(now, vec![Box::new(translated)]).is_ok()
+                {
+                    self.dirty.insert(leg);
+                }
             }
         }
     }
@@ -1185,6 +1244,8 @@ impl Router {
                     munger: Munger::new(payload_format),
                     kind,
                     mime,
+                    packets_sent: 0,
+                    octets_sent: 0,
                 },
             );
         }
@@ -1331,6 +1392,8 @@ fn forward(
         if let Some(mut sender) = transport.pc.rtp_sender(down.sender)
             && sender.write_rtp(now, out).is_ok()
         {
+            down.packets_sent = down.packets_sent.wrapping_add(1);
+            down.octets_sent = down.octets_sent.wrapping_add(bytes as u32);
             metrics.packets_forwarded.inc();
             metrics.bytes_forwarded.inc_by(bytes);
             dirty.insert(key);
@@ -1345,6 +1408,8 @@ mod viewer;
 mod consent_tests;
 #[cfg(test)]
 mod downtrack_tests;
+#[cfg(test)]
+mod lipsync_tests;
 
 #[cfg(test)]
 mod tests {

@@ -35,6 +35,11 @@ pub struct Peer {
     pub publish: Option<RTCPeerConnection>,
     pub subscribe: Option<RTCPeerConnection>,
     sender: Option<(RTCRtpSenderId, u32, u8)>,
+    /// A second track on the same publish leg (video, next to the microphone), and its numbering.
+    second: Option<(RTCRtpSenderId, u32, u8)>,
+    second_seq: u16,
+    /// Sender reports received on the subscribe leg: (SSRC, NTP time, RTP time).
+    pub sender_reports: Vec<(u32, u64, u32)>,
     /// RTP packets received on the subscribe leg.
     pub received: u64,
     /// Sequence numbers of the RTP packets received on the subscribe leg.
@@ -57,6 +62,10 @@ pub struct Harness {
     pub dtls_blackout_to: Option<(usize, Duration)>,
     /// Drop every STUN datagram these classrooms send (a peer that stopped checking consent).
     pub mute_checks_from: Vec<usize>,
+    /// Hold the RTP and RTCP of this SSRC this long on its way to the router (one stream of a
+    /// publisher taking a slower path than its others).
+    pub delay_ssrc: Option<(u32, Duration)>,
+    held: Vec<(Instant, SocketAddr, BytesMut)>,
     blackout: Option<(usize, Instant)>,
     /// How many times the router sent each RTP sequence number to each classroom's subscribe leg.
     pub rtp_sent_to: HashMap<(usize, u16), u32>,
@@ -77,6 +86,10 @@ fn new_pc(now: Instant, addr: SocketAddr, check_interval: Option<Duration>) -> R
             .with(
                 rtc::interceptor::Slot::from(crate::feedback::KEYFRAME_TAP_SLOT),
                 crate::feedback::KeyframeRequestTap::default(),
+            )
+            .with(
+                rtc::interceptor::Slot::from(crate::lipsync::SENDER_REPORT_TAP_SLOT),
+                crate::lipsync::SenderReportTap::default(),
             );
     // A peer that checks less often than the default also tolerates longer silences itself.
     let settings = SettingEngineBuilder::new()
@@ -127,6 +140,24 @@ fn is_rtp(datagram: &[u8]) -> bool {
     datagram.len() > 12 && datagram[0] & 0xC0 == 0x80 && !(192..=223).contains(&datagram[1])
 }
 
+/// The sender SSRC of an SRTP or SRTCP packet (both leave it in the clear).
+fn media_ssrc(datagram: &[u8]) -> Option<u32> {
+    if datagram.len() < 12 || datagram[0] & 0xC0 != 0x80 {
+        return None;
+    }
+    let at = if (192..=223).contains(&datagram[1]) {
+        4
+    } else {
+        8
+    };
+    Some(u32::from_be_bytes([
+        datagram[at],
+        datagram[at + 1],
+        datagram[at + 2],
+        datagram[at + 3],
+    ]))
+}
+
 /// A DTLS record (RFC 7983: first byte 20..=63).
 fn is_dtls(datagram: &[u8]) -> bool {
     matches!(datagram.first(), Some(20..=63))
@@ -153,6 +184,8 @@ impl Harness {
             lose_next_from: Vec::new(),
             dtls_blackout_to: None,
             mute_checks_from: Vec::new(),
+            delay_ssrc: None,
+            held: Vec::new(),
             blackout: None,
             rtp_sent_to: HashMap::new(),
             peers: Vec::new(),
@@ -179,6 +212,9 @@ impl Harness {
             publish: None,
             subscribe: None,
             sender: None,
+            second: None,
+            second_seq: 0,
+            sender_reports: Vec::new(),
             received: 0,
             received_seqs: Vec::new(),
             check_interval: interval,
@@ -257,6 +293,132 @@ impl Harness {
         peer.sender = Some((sender, ssrc, pt));
         peer.publish = Some(pc);
         self.pump();
+    }
+
+    /// The classroom publishes a microphone and a camera on one leg, as a browser does.
+    /// Send on them with [`Harness::send_timed`].
+    pub fn publish_audio_and_video(&mut self, index: usize) {
+        let peer = &mut self.peers[index];
+        let mut pc = new_pc(self.now, peer.addr, peer.check_interval);
+        let mut senders = Vec::new();
+        for (kind, mime, clock_rate, channels, name, ssrc) in [
+            (
+                RtpCodecKind::Audio,
+                "audio/opus",
+                48000,
+                2,
+                "mic",
+                0x1000 + index as u32,
+            ),
+            (
+                RtpCodecKind::Video,
+                "video/VP8",
+                90000,
+                0,
+                "cam",
+                0x2000 + index as u32,
+            ),
+        ] {
+            let track = MediaStreamTrack::new(
+                "s".into(),
+                format!("{name}-{index}"),
+                name.into(),
+                kind,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: RTCRtpCodec {
+                        mime_type: mime.into(),
+                        clock_rate,
+                        channels,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }],
+            );
+            senders.push((pc.add_track(track).expect("track"), ssrc));
+        }
+        let offer = pc.create_offer(None).expect("offer");
+        pc.set_local_description(self.now, offer.clone())
+            .expect("local");
+        let answer = self
+            .router
+            .publish_offer(
+                self.now,
+                &peer.id,
+                offer.sdp,
+                [
+                    (format!("mic-{index}"), Source::Microphone),
+                    (format!("cam-{index}"), Source::Camera),
+                ],
+            )
+            .expect("answer");
+        pc.set_remote_description(
+            self.now,
+            RTCSessionDescription::answer(answer).expect("sdp"),
+        )
+        .expect("remote");
+        let mut with_pt = senders.into_iter().map(|(sender, ssrc)| {
+            let pt = pc
+                .rtp_sender(sender)
+                .and_then(|mut s| {
+                    s.get_parameters()
+                        .rtp_parameters
+                        .codecs
+                        .first()
+                        .map(|c| c.payload_type)
+                })
+                .expect("payload type");
+            (sender, ssrc, pt)
+        });
+        peer.sender = with_pt.next();
+        peer.second = with_pt.next();
+        peer.publish = Some(pc);
+        self.pump();
+    }
+
+    /// The SSRCs of a classroom's microphone and camera ([`Harness::publish_audio_and_video`]).
+    pub fn audio_and_video_ssrcs(&self, index: usize) -> (u32, u32) {
+        let peer = &self.peers[index];
+        (
+            peer.sender.expect("publishing").1,
+            peer.second.expect("publishing video").1,
+        )
+    }
+
+    /// A publisher of audio and video sends one packet on its camera (`video`) or microphone,
+    /// with this RTP timestamp (not yet delivered).
+    pub fn send_timed(&mut self, index: usize, video: bool, payload: Bytes, timestamp: u32) {
+        let now = self.now;
+        let peer = &mut self.peers[index];
+        let (sender, ssrc, pt, seq) = if video {
+            let (sender, ssrc, pt) = peer.second.expect("publishing video");
+            peer.second_seq = peer.second_seq.wrapping_add(1);
+            (sender, ssrc, pt, peer.second_seq)
+        } else {
+            let (sender, ssrc, pt) = peer.sender.expect("publishing");
+            peer.seq = peer.seq.wrapping_add(1);
+            (sender, ssrc, pt, peer.seq)
+        };
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::Header {
+                version: 2,
+                payload_type: pt,
+                sequence_number: seq,
+                timestamp,
+                ssrc,
+                marker: video,
+                ..Default::default()
+            },
+            payload,
+        };
+        if let Some(pc) = peer.publish.as_mut()
+            && let Some(mut s) = pc.rtp_sender(sender)
+        {
+            s.write_rtp(now, packet).expect("write");
+        }
     }
 
     /// The classroom stops its track and renegotiates, as a browser does when a share ends.
@@ -376,6 +538,21 @@ impl Harness {
                     }
                 }
             }
+            let mut inbound: Vec<(SocketAddr, BytesMut)> = inbound
+                .into_iter()
+                .filter_map(|(from, data)| match self.delay_ssrc {
+                    Some((ssrc, delay)) if media_ssrc(&data) == Some(ssrc) => {
+                        self.held.push((self.now + delay, from, data));
+                        None
+                    }
+                    _ => Some((from, data)),
+                })
+                .collect();
+            let now = self.now;
+            let (due, held): (Vec<_>, Vec<_>) =
+                self.held.drain(..).partition(|(at, ..)| *at <= now);
+            self.held = held;
+            inbound.extend(due.into_iter().map(|(_, from, data)| (from, data)));
             for (from, data) in inbound {
                 moved = true;
                 if crate::demux::is_stun(&data)
@@ -465,9 +642,18 @@ impl Harness {
             for peer in &mut self.peers {
                 if let Some(pc) = peer.subscribe.as_mut() {
                     while let Some(m) = pc.poll_read() {
-                        if let RTCMessage::RtpPacket(_, packet) = m.message {
-                            peer.received += 1;
-                            peer.received_seqs.push(packet.header.sequence_number);
+                        match m.message {
+                            RTCMessage::RtpPacket(_, packet) => {
+                                peer.received += 1;
+                                peer.received_seqs.push(packet.header.sequence_number);
+                            }
+                            RTCMessage::RtcpPacket(_, packets) => {
+                                for sr in crate::lipsync::sender_reports(&packets) {
+                                    peer.sender_reports
+                                        .push((sr.ssrc, sr.ntp_time, sr.rtp_time));
+                                }
+                            }
+                            _ => {}
                         }
                     }
                     while pc.poll_event().is_some() {}

@@ -4,11 +4,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::distr::{Alphanumeric, SampleString};
-use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Registry, Slot};
+use rtc::interceptor::{
+    NackGeneratorBuilder, NackResponderBuilder, ReceiverReportBuilder, Registry, Slot,
+};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::transport::{
@@ -131,8 +132,9 @@ pub fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, SfuError>
     Ok(RTCIceCandidate::from(&candidate).to_json()?)
 }
 
-/// The interceptor chain every leg runs: NACK both ways, sender and receiver reports (the
-/// feedback each codec announces is in [`crate::codecs`]).
+/// The interceptor chain every leg runs: NACK both ways, receiver reports, and the taps that let
+/// keyframe requests and sender reports through to the router (the feedback each codec
+/// announces is in [`crate::codecs`]).
 ///
 /// Retransmission buffers follow LiveKit's sizing (about 500 packets of video); the `rtc`
 /// responder wants a power of two.
@@ -145,8 +147,16 @@ fn media_interceptors(registry: Registry, config: &RouterConfig) -> Registry {
                 .build(),
         )
         .with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
-    configure_rtcp_reports(registry).with(
-        Slot::from(crate::feedback::KEYFRAME_TAP_SLOT),
-        crate::feedback::KeyframeRequestTap::default(),
-    )
+    // Receiver reports only: the router sends each downtrack's sender reports itself, translated
+    // from its publisher's (`crate::lipsync`).
+    registry
+        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+        .with(
+            Slot::from(crate::feedback::KEYFRAME_TAP_SLOT),
+            crate::feedback::KeyframeRequestTap::default(),
+        )
+        .with(
+            Slot::from(crate::lipsync::SENDER_REPORT_TAP_SLOT),
+            crate::lipsync::SenderReportTap::default(),
+        )
 }
