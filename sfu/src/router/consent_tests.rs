@@ -147,3 +147,41 @@ fn only_a_check_signed_with_the_legs_password_binds_an_address() {
         "a check signed with the leg's password binds its address"
     );
 }
+
+/// The one shared port is one host candidate for component 1: every leg bundles and muxes
+/// RTCP, so a copy for component 2 would be a duplicate a client pairs in vain.
+#[test]
+fn offers_carry_the_host_candidate_once() {
+    let mut h = Harness::new();
+    let teacher = h.join(Role::Master);
+    let a = h.join(Role::Remote);
+    h.publish_video(teacher);
+    h.run_for(Duration::from_millis(300));
+    stream(&mut h, teacher, Duration::from_millis(200), |_| false);
+    let a_id = h.peers[a].id.clone();
+    let offer = h
+        .events
+        .iter()
+        .find_map(|e| match e {
+            RouterEvent::SubscribeOffer { classroom, sdp, .. } if *classroom == a_id => {
+                Some(sdp.clone())
+            }
+            _ => None,
+        })
+        .expect("A was offered the teacher's video");
+    let mut candidates: Vec<&str> = offer
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .collect();
+    assert!(!candidates.is_empty(), "the offer names the server's port");
+    for c in &candidates {
+        assert_eq!(
+            c.split_whitespace().nth(1),
+            Some("1"),
+            "component 1 only: {c}"
+        );
+    }
+    candidates.sort_unstable();
+    candidates.dedup();
+    assert_eq!(candidates.len(), 1, "one candidate: {offer}");
+}
