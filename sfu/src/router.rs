@@ -71,7 +71,9 @@ pub enum RouterEvent {
     ///   failed, or the leg closed. A transient ICE `disconnected` (a peer that checks every
     ///   5 s ± 20 %) raises nothing, and media keeps being forwarded meanwhile.
     ///
-    /// A lost leg gets no media until a verified check comes again (then `connected: true`).
+    /// A leg lost by consent gets no media until a verified check comes again (then
+    /// `connected: true`); if none comes within 5 s more, ICE fails (`connected: false` again)
+    /// and only an ICE restart brings it back.
     LegState {
         classroom: ClassroomId,
         leg: Leg,
@@ -734,7 +736,17 @@ impl Router {
                 match state {
                     RTCPeerConnectionState::Connected => t.pc_up = true,
                     RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
-                        t.pc_up = false
+                        t.pc_up = false;
+                        if !t.connected {
+                            // It never got served (or was lost already): the failure is news.
+                            tracing::info!(classroom = %classroom, ?leg, %state, "leg failed");
+                            self.events.push_back(RouterEvent::LegState {
+                                classroom,
+                                leg,
+                                connected: false,
+                            });
+                            return;
+                        }
                     }
                     RTCPeerConnectionState::Disconnected => {
                         // Transient: consent (RFC 7675) decides when the leg is lost, not this.
