@@ -235,11 +235,22 @@ impl Harness {
         self.publish(index, RtpCodecKind::Video);
     }
 
+    /// The classroom publishes one camera track in `mime` with these format parameters (an
+    /// H.264 profile, say).
+    pub fn publish_video_as(&mut self, index: usize, mime: &str, fmtp: &str) {
+        self.publish_codec(index, RtpCodecKind::Video, Some((mime, fmtp)));
+    }
+
     fn publish(&mut self, index: usize, kind: RtpCodecKind) {
+        self.publish_codec(index, kind, None);
+    }
+
+    fn publish_codec(&mut self, index: usize, kind: RtpCodecKind, codec: Option<(&str, &str)>) {
         let (mime, clock_rate, channels, name, source) = match kind {
             RtpCodecKind::Audio => ("audio/opus", 48000, 2, "mic", Source::Microphone),
             _ => ("video/VP8", 90000, 0, "cam", Source::Camera),
         };
+        let (mime, fmtp) = codec.unwrap_or((mime, ""));
         let peer = &mut self.peers[index];
         let mut pc = new_pc(self.now, peer.addr, peer.check_interval);
         let ssrc = 0x1000 + index as u32;
@@ -257,6 +268,7 @@ impl Harness {
                     mime_type: mime.into(),
                     clock_rate,
                     channels,
+                    sdp_fmtp_line: fmtp.into(),
                     ..Default::default()
                 },
                 ..Default::default()

@@ -136,3 +136,46 @@ fn a_whep_viewer_follows_the_teacher_through_a_rejoin_with_continuous_numbering(
         "nothing was renegotiated with the viewer"
     );
 }
+
+/// Two H.264 profiles are two codecs: a constrained-baseline (42e01f) camera reaches the
+/// subscriber under the payload type its leg negotiated for 42e01f, not the first H.264 one.
+#[test]
+fn an_h264_profile_is_forwarded_under_its_own_payload_type() {
+    let mut h = Harness::new();
+    let teacher = h.join(Role::Master);
+    let a = h.join(Role::Remote);
+    h.publish_video_as(
+        teacher,
+        "video/H264",
+        "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+    );
+    h.run_for(Duration::from_millis(300));
+    // An IDR slice, so the downtrack starts at once.
+    const IDR: &[u8] = &[0x65, 0x88, 0x84, 0x00, 0x33];
+    send_for(&mut h, teacher, IDR, Duration::from_millis(600));
+    assert!(h.peers[a].received > 0, "A receives the H.264 camera");
+
+    let a_id = h.peers[a].id.clone();
+    let member = &h.router.members[&a_id];
+    let down = member.downtracks.values().next().expect("a downtrack");
+    let key = member.subscribe.expect("a subscribe leg");
+    let mut sender = h
+        .router
+        .transports
+        .get_mut(&key)
+        .and_then(|t| t.pc.rtp_sender(down.sender))
+        .expect("its sender");
+    let negotiated = sender
+        .get_parameters()
+        .rtp_parameters
+        .codecs
+        .iter()
+        .find(|c| c.payload_type == down.payload_type)
+        .map(|c| c.rtp_codec.sdp_fmtp_line.clone())
+        .expect("the payload type is negotiated");
+    assert!(
+        negotiated.contains("profile-level-id=42e01f"),
+        "payload type {} is {negotiated}",
+        down.payload_type
+    );
+}
