@@ -185,3 +185,36 @@ fn offers_carry_the_host_candidate_once() {
     candidates.dedup();
     assert_eq!(candidates.len(), 1, "one candidate: {offer}");
 }
+
+/// A leg lost by consent is served again as soon as a verified check comes: the peer is told
+/// (`connected: true`) and media flows again.
+#[test]
+fn a_lost_leg_comes_back_with_a_verified_check() {
+    let mut h = Harness::new();
+    let teacher = h.join(Role::Master);
+    let a = h.join_checking_every(Role::Remote, Some(Duration::from_secs(5)));
+    h.publish_video(teacher);
+    h.run_for(Duration::from_millis(300));
+    stream(&mut h, teacher, Duration::from_secs(1), |_| false);
+    h.mute_checks_from.push(a);
+    stream(&mut h, teacher, Duration::from_secs(40), |h| lost(h, a));
+    assert!(lost(&h, a), "A was lost");
+    let events_before = h.events.len();
+
+    h.mute_checks_from.clear();
+    let a_id = h.peers[a].id.clone();
+    let back = |h: &Harness| {
+        h.events[events_before..].iter().any(|e| {
+            matches!(e, RouterEvent::LegState { classroom, leg: Leg::Subscribe, connected: true }
+                if *classroom == a_id)
+        })
+    };
+    stream(&mut h, teacher, Duration::from_secs(6), back);
+    assert!(
+        back(&h),
+        "A's subscribe leg is served again after its next check"
+    );
+    let received = h.peers[a].received;
+    stream(&mut h, teacher, Duration::from_secs(1), |_| false);
+    assert!(h.peers[a].received > received, "and media flows again");
+}
