@@ -261,3 +261,136 @@ async fn whip_and_whep_errors_follow_the_rfc_and_the_class_goes_on() {
         "no failed WHIP/WHEP session left a participant"
     );
 }
+
+/// A WHIP encoder only sends: the server makes it no subscribe leg, even when there is media in
+/// the class it could receive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whip_session_gets_no_subscribe_leg() {
+    let server = common::start().await;
+    let class = common::create_class(&server.base, "Ingest only").await;
+    let teacher_token = token_from_link(&class.teacher_url).unwrap();
+    let mut classroom = Classroom::join(&server.base, &class.invite_url, "Hotan No. 3")
+        .await
+        .unwrap();
+    classroom
+        .publish(PublishSpec {
+            tone_hz: Some(330.0),
+            video: None,
+        })
+        .await
+        .expect("the classroom publishes");
+    let _encoder = created(
+        HttpMediaSession::publish(
+            &server.base,
+            &class.class_id,
+            &teacher_token,
+            tone_and_video(440.0),
+        )
+        .await
+        .expect("WHIP publish"),
+    );
+    // The classroom's two legs and the encoder's publish leg; poll until the classroom's
+    // subscribe leg for the encoder's tracks exists.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let legs = server.server.hub.sfu.transport_count().await.unwrap();
+        if legs >= 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {legs} legs");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.server.hub.sfu.transport_count().await.unwrap(),
+        3,
+        "the classroom's publish and subscribe legs and the encoder's publish leg, no more"
+    );
+}
+
+/// A hall display follows the master classroom without reconnecting: the teacher's page
+/// reloads (it leaves and joins again) and comes back with its camera and a screen share; the
+/// display's one video track switches to the share, its numbering running on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whep_display_follows_the_teacher_through_a_rejoin_and_a_screen_share() {
+    let server = common::start().await;
+    let class = common::create_class(&server.base, "Hall").await;
+    let invite_token = token_from_link(&class.invite_url).unwrap();
+    let camera = tone_and_video(440.0);
+    let mut teacher = Classroom::join(&server.base, &class.teacher_url, "Ms Li")
+        .await
+        .unwrap();
+    teacher.publish(camera.clone()).await.expect("camera");
+
+    // WHEP answers 409 until the teacher's media arrives.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let display = loop {
+        match HttpMediaSession::view(&server.base, &class.class_id, &invite_token)
+            .await
+            .expect("WHEP view")
+        {
+            HttpOfferOutcome::Created(session) => break session,
+            HttpOfferOutcome::Refused(status, body) => {
+                assert!(std::time::Instant::now() < deadline, "{status}: {body}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    wait_for_frames(&display, 10).await;
+
+    teacher.leave().await;
+    let mut teacher = Classroom::join(&server.base, &class.teacher_url, "Ms Li")
+        .await
+        .unwrap();
+    let screen = VideoSpec {
+        fps: 5,
+        frame_bytes: 1200,
+        keyframe_interval: None,
+        source: Source::Screen,
+    };
+    teacher
+        .publish_with_screen(camera, Some(screen))
+        .await
+        .expect("camera and screen share");
+    let before = frames(&display);
+    wait_for_frames(&display, before + 15).await;
+
+    let tracks = video_tracks(&display);
+    assert_eq!(tracks.len(), 1, "one video track all along, no reconnect");
+    let seqs = &tracks[0].seqs;
+    assert!(
+        seqs.lost() < 20,
+        "its numbering runs on across the switch: {} expected, {} received",
+        seqs.expected(),
+        seqs.received()
+    );
+}
+
+/// A viewer's video tracks that carried anything.
+fn video_tracks(display: &HttpMediaSession) -> Vec<tandem_loadtest::client::ReceivedTrack> {
+    display
+        .received()
+        .into_values()
+        .filter(|t| t.opus.is_empty() && t.packets > 0)
+        .collect()
+}
+
+fn frames(display: &HttpMediaSession) -> usize {
+    video_tracks(display)
+        .iter()
+        .map(|t| t.frame_arrivals.len())
+        .sum()
+}
+
+/// Poll until the viewer has `at_least` video frames, or fail after 15 s.
+async fn wait_for_frames(display: &HttpMediaSession, at_least: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while frames(display) < at_least {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the display got only {} frames",
+            frames(display)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

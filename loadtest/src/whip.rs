@@ -88,8 +88,21 @@ impl HttpMediaSession {
         token: &str,
         spec: PublishSpec,
     ) -> anyhow::Result<HttpOfferOutcome> {
+        Self::publish_checking_every(http_base, class_id, token, spec, None).await
+    }
+
+    /// [`publish`](Self::publish) by an encoder that sends a consent check every
+    /// `consent_check_interval` (`None`: `rtc`'s 2 s).
+    pub async fn publish_checking_every(
+        http_base: &str,
+        class_id: &str,
+        token: &str,
+        spec: PublishSpec,
+        consent_check_interval: Option<Duration>,
+    ) -> anyhow::Result<HttpOfferOutcome> {
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let (pc, mut gathered, mut connected) = new_peer(shared.clone()).await?;
+        let (pc, mut gathered, mut connected) =
+            new_peer(shared.clone(), consent_check_interval).await?;
         let (audio, audio_ssrc) = local_track(RtpCodecKind::Audio, "audio/opus", 48000, 2);
         pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await?;
         let video = if spec.video.is_some() {
@@ -145,9 +158,21 @@ impl HttpMediaSession {
         class_id: &str,
         token: &str,
     ) -> anyhow::Result<HttpOfferOutcome> {
+        Self::view_checking_every(http_base, class_id, token, None).await
+    }
+
+    /// [`view`](Self::view) by a player that sends a consent check every
+    /// `consent_check_interval` (`None`: `rtc`'s 2 s).
+    pub async fn view_checking_every(
+        http_base: &str,
+        class_id: &str,
+        token: &str,
+        consent_check_interval: Option<Duration>,
+    ) -> anyhow::Result<HttpOfferOutcome> {
         use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let (pc, mut gathered, mut connected) = new_peer(shared.clone()).await?;
+        let (pc, mut gathered, mut connected) =
+            new_peer(shared.clone(), consent_check_interval).await?;
         for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
             pc.add_transceiver_from_kind(
                 kind,

@@ -23,6 +23,7 @@ type Reply<T> = oneshot::Sender<Result<T, SfuError>>;
 
 enum Command {
     Join(ClassId, ClassroomId, Role),
+    PublishOnly(ClassroomId),
     Leave(ClassroomId),
     SetStage(ClassId, Vec<ClassroomId>),
     ReceiveVideo(ClassroomId, bool),
@@ -43,10 +44,14 @@ pub struct SfuHandle {
 }
 
 /// Bind the media port and start the loop. Router events arrive on the returned receiver.
+/// Settings [`RouterConfig::validate`] refuses are an `InvalidInput` error.
 pub async fn start(
     config: RouterConfig,
     metrics: Arc<SfuMetrics>,
 ) -> std::io::Result<(SfuHandle, mpsc::UnboundedReceiver<RouterEvent>)> {
+    config
+        .validate()
+        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
     let socket = UdpSocket::bind(config.media_addr).await?;
     let local = socket.local_addr()?;
     let mut config = config;
@@ -132,6 +137,7 @@ fn apply(router: &mut Router, command: Command) {
     match command {
         Command::Join(class, classroom, role) => router.join(now, class, classroom, role),
         Command::Leave(classroom) => router.leave(now, &classroom),
+        Command::PublishOnly(classroom) => router.set_publish_only(&classroom),
         Command::SetStage(class, stage) => router.set_stage(now, &class, stage),
         Command::ReceiveVideo(classroom, video) => router.set_receive_video(now, &classroom, video),
         Command::PublishOffer(classroom, sdp, sources, reply) => {
@@ -176,6 +182,11 @@ impl SfuHandle {
 
     pub fn join(&self, class: ClassId, classroom: ClassroomId, role: Role) -> Result<(), SfuError> {
         self.send(Command::Join(class, classroom, role))
+    }
+
+    /// The classroom only publishes (WHIP): no subscribe leg is made for it.
+    pub fn set_publish_only(&self, classroom: ClassroomId) -> Result<(), SfuError> {
+        self.send(Command::PublishOnly(classroom))
     }
 
     pub fn leave(&self, classroom: ClassroomId) -> Result<(), SfuError> {

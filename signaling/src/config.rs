@@ -58,9 +58,12 @@ pub struct Config {
     /// At most one keyframe request per track in this many milliseconds.
     #[arg(long, env = "TANDEM_KEYFRAME_INTERVAL_MS", default_value_t = 1000)]
     pub keyframe_interval_ms: u64,
-    /// Packets kept per outgoing stream to answer NACKs (a power of two).
-    #[arg(long, env = "TANDEM_NACK_BUFFER_PACKETS", default_value_t = 512)]
+    /// Packets kept per outgoing stream to answer NACKs (a power of two; anything else is refused).
+    #[arg(long, env = "TANDEM_NACK_BUFFER_PACKETS", default_value_t = 512, value_parser = power_of_two)]
     pub nack_buffer_packets: u16,
+    /// Seconds a media leg stays served without a consent check from its peer (RFC 7675: 30).
+    #[arg(long, env = "TANDEM_CONSENT_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub consent_timeout_secs: u64,
     /// Pupils (vote-only devices from the pupil voting link) allowed in one class.
     #[arg(long, env = "TANDEM_MAX_PUPILS_PER_CLASS", default_value_t = 500)]
     pub max_pupils_per_class: usize,
@@ -127,6 +130,20 @@ pub struct Config {
     pub retention_days: f64,
 }
 
+/// A `u16` that is a power of two (the retransmission buffer indexes modulo its size).
+fn power_of_two(value: &str) -> Result<u16, String> {
+    let n: u16 = value
+        .parse()
+        .map_err(|err| format!("not a number from 1 to 32768: {err}"))?;
+    if n.is_power_of_two() {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{n} is not a power of two (the retransmission buffer needs one, e.g. 256, 512, 1024)"
+        ))
+    }
+}
+
 impl Config {
     /// The whiteboard limits these settings name.
     pub fn board_limits(&self) -> crate::classboard::board::BoardLimits {
@@ -178,6 +195,23 @@ mod tests {
         assert!(parse(&["--listen", "0.0.0.0:8080"]).creation_open_to_others());
         assert!(
             !parse(&["--listen", "0.0.0.0:8080", "--create-key", "k"]).creation_open_to_others()
+        );
+    }
+
+    #[test]
+    fn a_nack_buffer_that_is_not_a_power_of_two_is_refused_at_start() {
+        let err = Config::try_parse_from(["tandem", "--nack-buffer-packets", "500"])
+            .expect_err("500 is refused");
+        assert!(
+            err.to_string().contains("500 is not a power of two"),
+            "{err}"
+        );
+        let ok = Config::try_parse_from(["tandem", "--nack-buffer-packets", "1024"]).expect("1024");
+        assert_eq!(ok.nack_buffer_packets, 1024);
+        let defaults = Config::try_parse_from(["tandem"]).expect("defaults");
+        assert_eq!(
+            (defaults.nack_buffer_packets, defaults.consent_timeout_secs),
+            (512, 30)
         );
     }
 }

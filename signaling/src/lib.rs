@@ -117,6 +117,10 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     router_config.keyframe_request_interval =
         std::time::Duration::from_millis(config.keyframe_interval_ms);
     router_config.nack_buffer_packets = config.nack_buffer_packets;
+    router_config.consent_timeout = std::time::Duration::from_secs(config.consent_timeout_secs);
+    router_config
+        .validate()
+        .context("invalid media-plane settings")?;
     let (sfu, events) = tandem_sfu::driver::start(router_config, sfu_metrics.clone())
         .await
         .with_context(|| format!("binding media port {}", config.media_listen))?;

@@ -216,6 +216,9 @@ async fn create(
 
     let answered = match direction {
         Direction::Ingest => {
+            // An encoder only sends: no subscribe leg (the command queue keeps this before the
+            // offer).
+            let _ = hub.sfu.set_publish_only(seat.classroom_id.clone());
             let sources = declared_sources(&offer);
             hub.sfu
                 .publish_offer(seat.classroom_id.clone(), offer, sources)
