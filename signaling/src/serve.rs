@@ -92,6 +92,14 @@ pub fn admit(limits: &ServeLimits, peer: SocketAddr) -> Option<ConnSlot> {
     }
 }
 
+/// What every accepted socket gets before it is served: `TCP_NODELAY`, so a small signaling
+/// message goes out at once instead of waiting on Nagle's algorithm for the previous one's ACK.
+pub fn prepare_accepted(stream: &tokio::net::TcpStream) {
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(%err, "TCP_NODELAY not set");
+    }
+}
+
 /// Resolves once `shutdown` turns true (or its sender is gone).
 pub async fn until_shutdown(shutdown: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is dropped here, not held across the caller's awaits.
@@ -124,9 +132,7 @@ pub async fn accept(
             drop(stream);
             continue;
         };
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(%err, "TCP_NODELAY not set");
-        }
+        prepare_accepted(&stream);
         let (app, limits, shutdown) = (app.clone(), limits.clone(), shutdown.clone());
         tokio::spawn(async move {
             serve_connection(stream, peer, slot, app, &limits, shutdown).await;
@@ -299,4 +305,41 @@ pub fn raise_open_file_limit() -> usize {
         soft as u64
     };
     soft.saturating_sub(RESERVED_FDS).max(16) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(!accepted.nodelay().unwrap(), "off by default");
+        prepare_accepted(&accepted);
+        assert!(accepted.nodelay().unwrap());
+    }
+
+    #[test]
+    fn a_connection_over_either_cap_is_not_admitted() {
+        let limits = ServeLimits {
+            header_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            per_ip: PerIpCounter::new(2),
+            max_connections: 3,
+            open: Arc::default(),
+        };
+        let a: SocketAddr = "192.0.2.1:1000".parse().unwrap();
+        let b: SocketAddr = "192.0.2.2:1000".parse().unwrap();
+        let first = admit(&limits, a).unwrap();
+        let _second = admit(&limits, a).unwrap();
+        assert!(admit(&limits, a).is_none(), "per address");
+        let _third = admit(&limits, b).unwrap();
+        assert!(admit(&limits, b).is_none(), "in total");
+        assert_eq!(limits.open.load(Ordering::Relaxed), 3);
+        drop(first);
+        assert!(admit(&limits, b).is_some(), "a slot came back");
+    }
 }
