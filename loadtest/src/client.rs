@@ -413,6 +413,7 @@ impl Classroom {
             token,
             name: name.to_owned(),
             resume,
+            keep_media: false,
         };
         outgoing.send(Message::text(serde_json::to_string(&join)?))?;
         let welcome = tokio::time::timeout(Duration::from_secs(10), async {
@@ -1253,6 +1254,20 @@ impl HttpMediaSession {
             .await?;
         self.answer = answer;
         Ok(status)
+    }
+
+    /// The session's current ETag (its ICE session, RFC 9725 §4.3.1).
+    pub fn etag(&self) -> &str {
+        &self.etag
+    }
+
+    /// Go away without `DELETE`, as an encoder that crashed or lost power: media stops and the
+    /// peer connection closes; the server is told nothing over HTTP.
+    pub async fn vanish(mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        let _ = self.pc.close().await;
     }
 
     /// End the session with `DELETE` on its location; returns the status.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -90,6 +91,8 @@ struct Member {
 struct Negotiation {
     offer_outstanding: bool,
     needs_offer: bool,
+    /// The next offer restarts ICE (the classroom asked: its subscribe leg lost its path).
+    ice_restart: bool,
 }
 
 struct DownTrack {
@@ -284,6 +287,8 @@ impl Router {
             transport.add_host_candidate(announced)?;
         }
         let sdp = transport.answer(now)?;
+        // An offer with new ICE credentials is an ICE restart: ours changed with it.
+        self.sync_ufrag(key);
         // A renegotiation that stops sending a track (a screen share ended) ends that track.
         let stopped: Vec<TrackId> = self
             .track_by_leg
@@ -402,6 +407,7 @@ impl Router {
             .get_mut(&key)
             .ok_or(SfuError::UnknownClassroom)?;
         let sdp = transport.answer(now)?;
+        self.sync_ufrag(key);
         self.drain(now, key);
         self.flush();
         Ok(sdp)
@@ -443,9 +449,55 @@ impl Router {
             .pc
             .set_remote_description(now, RTCSessionDescription::offer(offer)?)?;
         let answer = transport.answer(now)?;
+        self.sync_ufrag(key);
         self.drain(now, key);
         self.flush();
         Ok(crate::sdp::ice_fragment(&answer))
+    }
+
+    /// ICE restart on a subscribe leg the server offers (a classroom over the WebSocket): the next
+    /// subscribe offer carries new server credentials, so the classroom's answer restarts ICE
+    /// (RFC 8445 §9). If an offer is outstanding, the restart goes in the one after its answer.
+    pub fn restart_subscribe_ice(
+        &mut self,
+        now: Instant,
+        classroom: &ClassroomId,
+    ) -> Result<(), SfuError> {
+        let member = self
+            .members
+            .get_mut(classroom)
+            .ok_or(SfuError::UnknownClassroom)?;
+        if member.fixed || member.subscribe.is_none() {
+            return Err(SfuError::NotAllowed(
+                "no subscribe leg the server offers to restart",
+            ));
+        }
+        member.negotiation.needs_offer = true;
+        member.negotiation.ice_restart = true;
+        self.offer_if_needed(now, classroom);
+        self.flush();
+        Ok(())
+    }
+
+    /// The subscribe offer a classroom has not answered yet, sent again (its WebSocket dropped
+    /// after the offer went out and has resumed). `None` when nothing is outstanding.
+    pub fn outstanding_offer(&mut self, classroom: &ClassroomId) -> Option<RouterEvent> {
+        let member = self.members.get(classroom)?;
+        if !member.negotiation.offer_outstanding {
+            return None;
+        }
+        let transport = self.transports.get_mut(&member.subscribe?)?;
+        let sdp = transport.pc.local_description()?.sdp;
+        Some(RouterEvent::SubscribeOffer {
+            classroom: classroom.clone(),
+            sdp,
+            tracks: offered_tracks(member, transport, &self.tracks),
+        })
+    }
+
+    /// Whether the classroom is a member with its media legs, for a resume that keeps them.
+    pub fn has_member(&self, classroom: &ClassroomId) -> bool {
+        self.members.contains_key(classroom)
     }
 
     /// A trickled ICE candidate from the classroom.
@@ -569,6 +621,11 @@ impl Router {
         self.events.pop_front()
     }
 
+    /// Queue an event for the signaling layer (one the driver was asked to repeat).
+    pub fn push_event(&mut self, event: RouterEvent) {
+        self.events.push_back(event);
+    }
+
     /// Tracks being published in a class.
     pub fn tracks_of(&self, class: &ClassId) -> Vec<TrackInfo> {
         let mut tracks: Vec<TrackInfo> = self
@@ -591,9 +648,31 @@ impl Router {
     fn insert_transport(&mut self, transport: Transport) -> TransportKey {
         let key = self.next_key;
         self.next_key += 1;
-        self.by_ufrag.insert(transport.ufrag.clone(), key);
+        if !transport.ufrag.is_empty() {
+            self.by_ufrag.insert(transport.ufrag.clone(), key);
+        }
         self.transports.insert(key, transport);
         key
+    }
+
+    /// Keep `by_ufrag` in step with the leg's local ICE credentials: set by its first local
+    /// description, new after every ICE restart. Checks under the old ufrag are not answered
+    /// any more, so the old entry goes.
+    fn sync_ufrag(&mut self, key: TransportKey) {
+        let Some(t) = self.transports.get_mut(&key) else {
+            return;
+        };
+        let Some(ufrag) = t.local_ufrag() else {
+            return;
+        };
+        if ufrag == t.ufrag {
+            return;
+        }
+        let old = std::mem::replace(&mut t.ufrag, ufrag.clone());
+        if !old.is_empty() {
+            self.by_ufrag.remove(&old);
+        }
+        self.by_ufrag.insert(ufrag, key);
     }
 
     fn close_transport(&mut self, key: TransportKey) {
@@ -1070,9 +1149,13 @@ impl Router {
         let Some(transport) = self.transports.get_mut(&key) else {
             return;
         };
+        let options = member
+            .negotiation
+            .ice_restart
+            .then_some(RTCOfferOptions { ice_restart: true });
         let offer = match transport
             .pc
-            .create_offer(None)
+            .create_offer(options)
             .and_then(|offer| transport.pc.set_local_description(now, offer))
         {
             Ok(()) => transport.pc.local_description().map(|d| d.sdp),
@@ -1084,34 +1167,46 @@ impl Router {
         let Some(sdp) = offer else {
             return;
         };
-        let mut offered = Vec::new();
-        for (track_id, down) in &member.downtracks {
-            let Some(info) = self.tracks.get(track_id).map(|t| t.info.clone()) else {
-                continue;
-            };
-            let mid = transport
-                .pc
-                .get_transceivers()
-                .collect::<Vec<_>>()
-                .into_iter()
-                .find_map(|id| {
-                    let tr = transport.pc.rtp_transceiver(id)?;
-                    (tr.sender() == Some(down.sender)).then(|| tr.mid().clone())?
-                });
-            if let Some(mid) = mid {
-                offered.push(OfferedTrack { mid, track: info });
-            }
-        }
-        offered.sort_by(|a, b| a.mid.cmp(&b.mid));
+        let offered = offered_tracks(member, transport, &self.tracks);
         member.negotiation.needs_offer = false;
         member.negotiation.offer_outstanding = true;
+        member.negotiation.ice_restart = false;
         self.dirty.insert(key);
+        self.sync_ufrag(key);
         self.events.push_back(RouterEvent::SubscribeOffer {
             classroom: classroom.clone(),
             sdp,
             tracks: offered,
         });
     }
+}
+
+/// The tracks a subscriber's leg carries, by the mid of their transceiver.
+fn offered_tracks(
+    member: &Member,
+    transport: &mut Transport,
+    tracks: &HashMap<TrackId, PublishedTrack>,
+) -> Vec<OfferedTrack> {
+    let mut offered = Vec::new();
+    for (track_id, down) in &member.downtracks {
+        let Some(info) = tracks.get(track_id).map(|t| t.info.clone()) else {
+            continue;
+        };
+        let mid = transport
+            .pc
+            .get_transceivers()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .find_map(|id| {
+                let tr = transport.pc.rtp_transceiver(id)?;
+                (tr.sender() == Some(down.sender)).then(|| tr.mid().clone())?
+            });
+        if let Some(mid) = mid {
+            offered.push(OfferedTrack { mid, track: info });
+        }
+    }
+    offered.sort_by(|a, b| a.mid.cmp(&b.mid));
+    offered
 }
 
 /// The hot path: one packet in, one write per subscriber out. The payload is reference-counted

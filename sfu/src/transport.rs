@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use rand::distr::{Alphanumeric, SampleString};
 use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Registry, Slot};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
@@ -23,6 +22,9 @@ pub type TransportKey = u64;
 
 pub struct Transport {
     pub pc: RTCPeerConnection,
+    /// The server's ICE ufrag this leg is found by (empty until its first local description).
+    /// The ICE agent picks new credentials on every ICE restart, so the router keeps its
+    /// demultiplexing map in step with the local description (`Router::sync_ufrag`).
     pub ufrag: String,
     pub leg: Leg,
     pub classroom: ClassroomId,
@@ -37,17 +39,14 @@ impl Transport {
         leg: Leg,
         classroom: ClassroomId,
     ) -> Result<Self, SfuError> {
-        let ufrag = Alphanumeric.sample_string(&mut rand::rng(), 16);
-        let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
-
         let mut media_engine = MediaEngine::default();
         crate::codecs::register(&mut media_engine)?;
         let registry = media_interceptors(Registry::new(), config);
 
-        let setting_engine = SettingEngineBuilder::new()
-            .with_lite(true)
-            .with_ice_credentials(ufrag.clone(), password)
-            .build();
+        // No fixed ICE credentials: the agent draws random ones, and fresh ones on each ICE
+        // restart (RFC 8445 §9: both sides of a restarted session use new credentials). Fixed
+        // ones here would be reused by every restart.
+        let setting_engine = SettingEngineBuilder::new().with_lite(true).build();
 
         let pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
@@ -58,7 +57,7 @@ impl Transport {
 
         Ok(Self {
             pc,
-            ufrag,
+            ufrag: String::new(),
             leg,
             classroom,
             connected: false,
@@ -74,6 +73,14 @@ impl Transport {
             .local_description()
             .map(|d| d.sdp)
             .ok_or(SfuError::Negotiation("no local description".into()))
+    }
+
+    /// The ICE ufrag of the current local description, if there is one.
+    pub fn local_ufrag(&self) -> Option<String> {
+        let sdp = self.pc.local_description()?.sdp;
+        sdp.lines()
+            .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+            .map(|u| u.trim().to_owned())
     }
 
     /// Announce the shared media port as this leg's only candidate.

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use serde::Deserialize;
 
 use crate::hub::{Hub, HubError};
@@ -34,19 +34,10 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/classes/{class_id}", get(class_info))
         .route("/api/classes/{class_id}/report", get(report_html))
         .route("/api/classes/{class_id}/report.csv", get(report_csv))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .route("/ws", get(websocket))
-        .route("/whip/{class_id}", post(whip::whip_create))
-        .route(
-            "/whip/{class_id}/{session}",
-            delete(whip::whip_delete).patch(whip::whip_patch),
-        )
-        .route("/whep/{class_id}", post(whip::whep_create))
-        .route(
-            "/whep/{class_id}/{session}",
-            delete(whip::whep_delete).patch(whip::whep_patch),
-        )
+        .merge(whip::routes())
         .fallback(get(|uri: Uri| async move { crate::web::asset(uri.path()) }))
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .with_state(state)
@@ -194,6 +185,16 @@ async fn report_csv(
         csv,
     )
         .into_response())
+}
+
+/// `ok` while the server can hold a lesson; 503 once the media plane has stopped (a panic in its
+/// loop), so a load balancer or service manager stops sending classes here.
+async fn health(State(state): State<AppState>) -> Response {
+    if state.hub.sfu.is_running() {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "media plane stopped").into_response()
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

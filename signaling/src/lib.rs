@@ -35,9 +35,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serve until the task ends (it does not, unless the listener fails).
+    /// Serve until the HTTP task ends (it does not, unless the listener fails) or the media plane
+    /// stops; the latter is an error, so the binary exits non-zero and a service manager restarts
+    /// it rather than leaving a server without media running.
     pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await.context("server task")
+        let sfu = self.hub.sfu.clone();
+        tokio::select! {
+            result = self.task => result.context("server task"),
+            why = sfu.stopped() => Err(anyhow::anyhow!("the media plane stopped ({why})")),
+        }
     }
 
     /// Stop serving HTTP (tests that simulate a crash).
