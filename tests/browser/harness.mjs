@@ -40,6 +40,7 @@ export class TandemServer {
         const m = /^TANDEM_READY http=(\S+) media=(\S+)/.exec(line);
         if (m) {
           clearTimeout(timer);
+          this.mediaAddr = m[2];
           resolveReady(m[1].startsWith('http') ? m[1] : `http://${m[1]}`);
         }
       });
