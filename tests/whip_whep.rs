@@ -405,6 +405,8 @@ async fn whip_and_whep_answer_options_cors_and_the_finer_http_rules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encoder_that_dies_without_delete_leaves_the_class() {
+    use tandem_loadtest::client::ClientOptions;
+    use tandem_loadtest::link::LinkProfile;
     let server = common::start().await;
     let class = common::create_class(&server.base, "Assembly").await;
     let teacher_token = token_from_link(&class.teacher_url).unwrap();
@@ -412,12 +414,18 @@ async fn an_encoder_that_dies_without_delete_leaves_the_class() {
     let classroom = Classroom::join(&server.base, &class.invite_url, "Hotan No. 3")
         .await
         .unwrap();
+    // The encoder reaches the media port through a link it can lose at once, as in a power cut.
+    let link = ClientOptions {
+        link: Some(LinkProfile::default()),
+        ..ClientOptions::default()
+    };
     let encoder = created(
-        HttpMediaSession::publish(
+        HttpMediaSession::publish_with(
             &server.base,
             &class.class_id,
             &teacher_token,
             tone_and_video(440.0),
+            link,
         )
         .await
         .expect("WHIP publish"),
@@ -442,7 +450,8 @@ async fn an_encoder_that_dies_without_delete_leaves_the_class() {
     };
     assert_eq!(active().await, 2.0, "the classroom and the encoder");
 
-    // The encoder goes away without DELETE: its media stops and its peer connection closes.
+    // The encoder dies: no DELETE, no DTLS goodbye, its link is gone; the server hears nothing.
+    let died = std::time::Instant::now();
     encoder.vanish().await;
 
     // Consent expires (30 s at most, RFC 7675) and the session is removed: its tracks end, the
@@ -453,6 +462,10 @@ async fn an_encoder_that_dies_without_delete_leaves_the_class() {
         })
         .await
         .expect("the dead encoder leaves the class");
+    println!(
+        "the silent encoder was removed {:?} after it died",
+        died.elapsed()
+    );
     classroom
         .wait_for(Duration::from_secs(5), |m| {
             matches!(m, ServerMessage::TrackUnpublished { .. })

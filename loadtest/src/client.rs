@@ -1115,6 +1115,8 @@ pub struct HttpMediaSession {
     pc: Arc<dyn PeerConnection>,
     shared: Arc<Mutex<Shared>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The emulated link's proxy, if the session has one.
+    proxies: Arc<Mutex<Vec<UdpLinkProxy>>>,
 }
 
 /// What a WHIP/WHEP server answered to an offer.
@@ -1153,6 +1155,7 @@ async fn apply_local(
 
 /// Offer by `POST` (WHIP/WHEP), apply the answer and wait for the connection. A refusal closes the
 /// peer connection and comes back as (status, body); success as (Location, ETag, answer SDP).
+/// With `link`, the answer's server candidate is replaced by an emulated link's proxy first.
 async fn negotiate_over_http(
     http_base: &str,
     path: &str,
@@ -1160,6 +1163,7 @@ async fn negotiate_over_http(
     pc: &Arc<dyn PeerConnection>,
     gathered: &mut mpsc::UnboundedReceiver<()>,
     connected: &mut mpsc::UnboundedReceiver<bool>,
+    link: (&ClientOptions, &Mutex<Vec<UdpLinkProxy>>),
 ) -> anyhow::Result<Result<(String, String, String), (u16, String)>> {
     let sdp = local_offer(pc, gathered).await?;
     let response = reqwest::Client::new()
@@ -1187,7 +1191,9 @@ async fn negotiate_over_http(
         let _ = pc.close().await;
         return Ok(Err((status, body)));
     }
-    pc.set_remote_description(RTCSessionDescription::answer(body.clone())?)
+    let (options, proxies) = link;
+    let applied = options.proxy_for(options.seed, &body, proxies).await?;
+    pc.set_remote_description(RTCSessionDescription::answer(applied)?)
         .await?;
     match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
         Ok(Some(true)) => Ok(Ok((location, etag, body))),
@@ -1203,6 +1209,19 @@ impl HttpMediaSession {
         token: &str,
         spec: PublishSpec,
     ) -> anyhow::Result<HttpOfferOutcome> {
+        Self::publish_with(http_base, class_id, token, spec, ClientOptions::default()).await
+    }
+
+    /// [`publish`](Self::publish) with options: with `options.link` set, media goes through an
+    /// emulated link (a proxy in front of the server's media port).
+    pub async fn publish_with(
+        http_base: &str,
+        class_id: &str,
+        token: &str,
+        spec: PublishSpec,
+        options: ClientOptions,
+    ) -> anyhow::Result<HttpOfferOutcome> {
+        let proxies = Arc::new(Mutex::new(Vec::new()));
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (pc, mut gathered, mut connected) = new_peer(shared.clone()).await?;
         let (audio, audio_ssrc) = local_track(RtpCodecKind::Audio, "audio/opus", 48000, 2);
@@ -1215,13 +1234,20 @@ impl HttpMediaSession {
             None
         };
         let path = format!("/whip/{class_id}");
-        let (location, etag, answer) =
-            match negotiate_over_http(http_base, &path, token, &pc, &mut gathered, &mut connected)
-                .await?
-            {
-                Ok(created) => created,
-                Err((status, body)) => return Ok(HttpOfferOutcome::Refused(status, body)),
-            };
+        let (location, etag, answer) = match negotiate_over_http(
+            http_base,
+            &path,
+            token,
+            &pc,
+            &mut gathered,
+            &mut connected,
+            (&options, &proxies),
+        )
+        .await?
+        {
+            Ok(created) => created,
+            Err((status, body)) => return Ok(HttpOfferOutcome::Refused(status, body)),
+        };
         let mut tasks = Vec::new();
         if let Some(hz) = spec.tone_hz {
             let pt = payload_type(&pc, RtpCodecKind::Audio).await?;
@@ -1244,6 +1270,7 @@ impl HttpMediaSession {
             pc,
             shared,
             tasks,
+            proxies,
         }))
     }
 
@@ -1267,13 +1294,21 @@ impl HttpMediaSession {
             .await?;
         }
         let path = format!("/whep/{class_id}");
-        let (location, etag, answer) =
-            match negotiate_over_http(http_base, &path, token, &pc, &mut gathered, &mut connected)
-                .await?
-            {
-                Ok(created) => created,
-                Err((status, body)) => return Ok(HttpOfferOutcome::Refused(status, body)),
-            };
+        let proxies = Arc::new(Mutex::new(Vec::new()));
+        let (location, etag, answer) = match negotiate_over_http(
+            http_base,
+            &path,
+            token,
+            &pc,
+            &mut gathered,
+            &mut connected,
+            (&ClientOptions::default(), &proxies),
+        )
+        .await?
+        {
+            Ok(created) => created,
+            Err((status, body)) => return Ok(HttpOfferOutcome::Refused(status, body)),
+        };
         Ok(HttpOfferOutcome::Created(Self {
             location,
             answer,
@@ -1281,6 +1316,7 @@ impl HttpMediaSession {
             pc,
             shared,
             tasks: Vec::new(),
+            proxies,
         }))
     }
 
@@ -1345,9 +1381,11 @@ impl HttpMediaSession {
         &self.etag
     }
 
-    /// Go away without `DELETE`, as an encoder that crashed or lost power: media stops and the
-    /// peer connection closes; the server is told nothing over HTTP.
+    /// Go away without `DELETE`, as an encoder that crashed or lost power: nothing more reaches
+    /// the server. With an emulated link the link goes first, so the server hears nothing at all
+    /// (not even the peer connection's DTLS goodbye); without one, that goodbye is all it hears.
     pub async fn vanish(mut self) {
+        self.proxies.lock().clear();
         for task in self.tasks.drain(..) {
             task.abort();
         }
