@@ -281,3 +281,41 @@ async fn a_classroom_whose_media_fails_is_shown_lost_and_its_tracks_end_after_th
         .await
         .expect("the teacher sees A's media back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_does_not_keep_legs_that_were_lost() {
+    let server = common::start().await;
+    let class = common::create_class(&server.base, "Art").await;
+    let teacher = Classroom::join(&server.base, &class.teacher_url, "Ms Li")
+        .await
+        .unwrap();
+    let mut a = Classroom::join(&server.base, &class.invite_url, "Room A")
+        .await
+        .unwrap();
+    a.publish(tone_and_video(550.0)).await.unwrap();
+    let a_id = a.classroom_id.clone();
+    wait_until("the teacher sees A", Duration::from_secs(10), || {
+        frames(&teacher, &a_id).len() > 5
+    })
+    .await;
+    a.drop_media().await;
+    teacher
+        .wait_for(Duration::from_secs(40), |m| {
+            matches!(m, ServerMessage::MediaState { classroom_id, connected: false } if classroom_id.as_str() == a_id)
+        })
+        .await
+        .expect("A's media is lost");
+    // A's page comes back asking to keep its legs, but they are dead: it starts afresh.
+    let welcome = a.blip_websocket(Duration::from_millis(200)).await.unwrap();
+    let ServerMessage::Welcome { media_kept, .. } = welcome else {
+        panic!("welcome")
+    };
+    assert!(!media_kept, "lost legs are not kept");
+    a.publish(tone_and_video(550.0)).await.unwrap();
+    teacher
+        .wait_for(Duration::from_secs(10), |m| {
+            matches!(m, ServerMessage::MediaState { classroom_id, connected: true } if classroom_id.as_str() == a_id)
+        })
+        .await
+        .expect("the teacher is told A's media is back");
+}

@@ -452,6 +452,7 @@ async fn an_encoder_that_dies_without_delete_leaves_the_class() {
 
     // The encoder dies: no DELETE, no DTLS goodbye, its link is gone; the server hears nothing.
     let died = std::time::Instant::now();
+    let location = encoder.location.clone();
     encoder.vanish().await;
 
     // Consent expires (30 s at most, RFC 7675) and the session is removed: its tracks end, the
@@ -473,6 +474,14 @@ async fn an_encoder_that_dies_without_delete_leaves_the_class() {
         .await
         .expect("its tracks end");
     assert_eq!(active().await, 1.0, "only the classroom is left");
+    let status = reqwest::Client::new()
+        .delete(format!("{}{location}", server.base))
+        .bearer_auth(&teacher_token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404, "its session is gone for HTTP too");
     match HttpMediaSession::view(&server.base, &class.class_id, &invite_token)
         .await
         .unwrap()

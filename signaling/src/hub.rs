@@ -313,11 +313,18 @@ impl Hub {
                     p.epoch += 1;
                     p.outbox = Some(outbox);
                     p.view.connected = true;
-                    media_kept = keepable.as_ref() == Some(&p.view.classroom_id);
+                    // Legs that were lost (or already reset by the grace timer) are not worth
+                    // keeping: the page starts afresh.
+                    media_kept =
+                        keepable.as_ref() == Some(&p.view.classroom_id) && !p.view.media_lost;
                     if !media_kept {
-                        // Its legs start afresh below: nothing is known of them yet.
-                        p.legs = LegHealth::default();
-                        p.view.media_lost = false;
+                        // Its legs start afresh below: nothing is known of them yet, and a grace
+                        // timer of the old ones must not reset the new. `media_lost` stays as the
+                        // others were told, until a new leg connects.
+                        p.legs = LegHealth {
+                            lost_generation: p.legs.lost_generation + 1,
+                            ..LegHealth::default()
+                        };
                     }
                     (
                         Seat {

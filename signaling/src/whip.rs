@@ -412,6 +412,8 @@ fn find<'a>(
         .0
         .get(id)
         .filter(|s| s.direction == direction && s.seat.class_id.as_str() == class_id)
+        // A session removed by the hub (its media leg was lost) is gone for HTTP too.
+        .filter(|s| state.hub.is_seated(&s.seat))
         .ok_or_else(|| {
             WhipError(
                 StatusCode::NOT_FOUND,
