@@ -9,8 +9,12 @@ const PC_CONFIG = { iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: '
 
 /** A leg `disconnected` this long has lost its path, not a packet or two: restart its ICE. */
 export const RESTART_AFTER_DISCONNECTED_MS = 3000;
-/** A restarted leg that has not connected again is restarted again this often. */
-export const RESTART_RETRY_MS = 5000;
+/**
+ * A restarted leg that has not connected again is restarted again this often. Long enough for the
+ * restarted ICE session to keep checking until the path is back (a new restart throws those checks
+ * away and makes both sides agree on credentials again, which takes its own round trips).
+ */
+export const RESTART_RETRY_MS = 15_000;
 
 /**
  * Events: `remote-tracks` {tracks: [{mid, info, track}]} after every subscribe offer;
