@@ -1387,6 +1387,65 @@ mod tests {
     }
 
     #[test]
+    fn a_subscribe_ice_restart_brings_new_server_credentials_and_the_demux_follows() {
+        let mut h = Harness::new();
+        let teacher = h.join(Role::Master);
+        let a = h.join(Role::Remote);
+        h.publish_audio(a);
+        h.publish_audio(teacher);
+        h.run_for(Duration::from_millis(500));
+        talk(&mut h, &[teacher, a], 20);
+        assert!(h.peers[a].received >= 10, "A hears the teacher");
+        let a_id = h.peers[a].id.clone();
+        let last_ufrag = |h: &Harness| {
+            h.events
+                .iter()
+                .rev()
+                .find_map(|e| match e {
+                    crate::RouterEvent::SubscribeOffer { classroom, sdp, .. }
+                        if *classroom == a_id =>
+                    {
+                        sdp.lines()
+                            .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+                            .map(str::to_owned)
+                    }
+                    _ => None,
+                })
+                .expect("a subscribe offer to A")
+        };
+        let before = last_ufrag(&h);
+        let key = h.router.members[&a_id]
+            .subscribe
+            .expect("A's subscribe leg");
+        assert_eq!(h.router.by_ufrag.get(&before), Some(&key));
+
+        let now = h.now;
+        h.router.restart_subscribe_ice(now, &a_id).expect("restart");
+        h.run_for(Duration::from_millis(500));
+        let after = last_ufrag(&h);
+        assert_ne!(after, before, "the server's ufrag is new");
+        assert_eq!(
+            h.router.by_ufrag.get(&after),
+            Some(&key),
+            "found by the new ufrag"
+        );
+        assert!(
+            !h.router.by_ufrag.contains_key(&before),
+            "checks under the old ufrag are no longer taken"
+        );
+        let heard = h.peers[a].received;
+        talk(&mut h, &[teacher, a], 20);
+        assert!(
+            h.peers[a].received >= heard + 10,
+            "A hears the teacher over the restarted session"
+        );
+        // A viewer's leg is offered by the viewer (WHEP): it restarts by PATCH, not this way.
+        let publish_only = h.join(Role::Viewer);
+        let viewer = h.peers[publish_only].id.clone();
+        assert!(h.router.restart_subscribe_ice(now, &viewer).is_err());
+    }
+
+    #[test]
     fn a_classroom_that_leaves_leaves_nothing_behind() {
         let mut h = Harness::new();
         let teacher = h.join(Role::Master);
