@@ -329,6 +329,50 @@ mod tests {
     }
 
     #[test]
+    fn recovery_messages_are_as_documented() {
+        let resume: ClientMessage = serde_json::from_str(
+            r#"{"type":"join","v":1,"token":"abc","name":"Room A","resume":"s_1","keep_media":true}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            resume,
+            ClientMessage::Join {
+                keep_media: true,
+                ..
+            }
+        ));
+        let restart: ClientMessage =
+            serde_json::from_str(r#"{"type":"ice_restart","leg":"subscribe"}"#).unwrap();
+        assert_eq!(
+            restart,
+            ClientMessage::IceRestart {
+                leg: Leg::Subscribe
+            }
+        );
+        let lost = ServerMessage::MediaState {
+            classroom_id: ClassroomId::from("r_2"),
+            connected: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&lost).unwrap(),
+            r#"{"type":"media_state","classroom_id":"r_2","connected":false}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ServerMessage::MediaReset).unwrap(),
+            r#"{"type":"media_reset"}"#
+        );
+        // `media_lost` and `media_kept` are only on the wire when true (older clients never see them).
+        let view = ParticipantView {
+            classroom_id: ClassroomId::from("r_2"),
+            name: "Room A".into(),
+            role: ParticipantRole::Classroom,
+            connected: true,
+            media_lost: false,
+        };
+        assert!(!serde_json::to_string(&view).unwrap().contains("media_lost"));
+    }
+
+    #[test]
     fn parses_a_trickled_candidate() {
         let msg: ClientMessage = serde_json::from_str(
             r#"{"type":"ice_candidate","target":"publish","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#,
