@@ -75,7 +75,10 @@ export class LiveSession extends EventTarget {
     if (this.audioOnly) this.signaling.send(msg.subscribePrefs(false));
     // A resume that kept the media legs changes nothing in them; a first join, or a resume the
     // server could not keep the legs for, starts both legs from scratch.
-    if (welcome.resumed && welcome.media_kept && this.rtc && !this.rtc.closed) return;
+    if (welcome.resumed && welcome.media_kept && this.rtc && !this.rtc.closed) {
+      this.rtc.resumed();
+      return;
+    }
     this.#rebuildRtc();
   }
 

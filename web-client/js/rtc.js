@@ -213,6 +213,17 @@ export class RtcSession extends EventTarget {
     this.pubBusy = false;
   }
 
+  /**
+   * The WebSocket came back with the legs kept: a publish offer whose answer was lost with the old
+   * socket is rolled back and offered again (the server may or may not have seen it; a repeated
+   * offer is an ordinary renegotiation either way).
+   */
+  async resumed() {
+    if (this.closed || !this.pub || !this.pubBusy || this.pub.signalingState !== 'have-local-offer') return;
+    await this.publishRejected();
+    await this.negotiatePublish();
+  }
+
   // --- subscribe leg ----------------------------------------------------------------------
 
   /** Answer a `subscribe_offer`; offers are handled one at a time, in order. */

@@ -238,3 +238,15 @@ test('a closed session plans no restarts', () => {
   assert.equal(restartsAsked().length, 0);
   assert.deepEqual(clock.pending(), []);
 });
+
+test('a publish offer whose answer was lost with the WebSocket goes out again after the resume', async () => {
+  await rtc.publish([{ source: 'camera', track: cam, stream }]);
+  assert.equal(sent.filter((m) => m.type === 'publish_offer').length, 1);
+  // The socket dropped before the answer came; the resume kept the legs.
+  await rtc.resumed();
+  assert.equal(sent.filter((m) => m.type === 'publish_offer').length, 2, 'offered again');
+  await rtc.handlePublishAnswer('v=0 answer');
+  assert.equal(pub().signalingState, 'stable');
+  await rtc.resumed();
+  assert.equal(sent.filter((m) => m.type === 'publish_offer').length, 2, 'nothing to repeat once answered');
+});
