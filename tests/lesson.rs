@@ -180,4 +180,24 @@ async fn a_lesson_between_a_master_classroom_and_two_remote_classrooms() {
         .and_then(|v| v.trim().parse().ok())
         .expect("forwarded counter");
     assert!(forwarded > 500, "forwarded {forwarded} packets");
+    // Each forwarded packet's delay inside the server was timed: as many observations as
+    // forwarded packets (a datagram's copies are all sent before the next one is read), and on
+    // an idle loopback nearly all of them well under 10 ms.
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    let timed = value("tandem_forward_delay_seconds_count ");
+    assert!(
+        timed > 500.0 && timed <= forwarded as f64,
+        "{timed} delays timed, {forwarded} packets forwarded"
+    );
+    let under_10ms = value("tandem_forward_delay_seconds_bucket{le=\"0.01\"} ");
+    assert!(
+        under_10ms >= 0.9 * timed,
+        "{under_10ms} of {timed} under 10 ms"
+    );
 }

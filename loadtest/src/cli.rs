@@ -28,6 +28,41 @@ pub enum CliError {
     },
     #[error("--max-classes ({max}) must be at least --classes ({classes}) with --find-capacity")]
     MaxClassesBelowClasses { max: u32, classes: u32 },
+    #[error(
+        "--shard and --find-capacity do not go together: size a server from shards by merging their reports"
+    )]
+    ShardWithCapacity,
+}
+
+/// Parses `--shard I/N` (1 ≤ I ≤ N).
+pub fn parse_shard(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("expected I/N with 1 ≤ I ≤ N, e.g. 2/3; got {text:?}");
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (u32, u32) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if i == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// `tandem-loadtest merge`: several shards' JSON reports as one.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tandem-loadtest merge")]
+pub struct MergeArgs {
+    /// The shards' JSON reports (`--report` of each `--shard I/N` run).
+    #[arg(required = true, value_name = "REPORT.json")]
+    pub reports: Vec<PathBuf>,
+
+    /// Write the merged JSON report to FILE.
+    #[arg(long, value_name = "FILE", env = "TANDEM_LOADTEST_REPORT")]
+    pub report: Option<PathBuf>,
+
+    /// Write the merged self-contained HTML report to FILE.
+    #[arg(long, value_name = "FILE", env = "TANDEM_LOADTEST_HTML")]
+    pub html: Option<PathBuf>,
 }
 
 /// Will this server hold our classes, and will the lesson still feel live?
@@ -111,6 +146,17 @@ pub struct Args {
     /// Seed for every random choice (link emulation, who draws and votes), for reproducible runs.
     #[arg(long, env = "TANDEM_LOADTEST_SEED", default_value_t = 1)]
     pub seed: u64,
+
+    /// Run only share I of N of the classes (class k runs in shard k mod N + 1), against a
+    /// server the other shards load too; merge the shards' reports with `tandem-loadtest merge`.
+    /// Only shard 1 runs the probe class.
+    #[arg(long, value_name = "I/N", env = "TANDEM_LOADTEST_SHARD", value_parser = parse_shard)]
+    pub shard: Option<(u32, u32)>,
+
+    /// Soak: report the slopes of the server's RSS and CPU over the measured window and fail
+    /// when they grow faster than --slo-soak-rss-mb-per-hour / --slo-soak-cpu-pct-per-hour.
+    #[arg(long, env = "TANDEM_LOADTEST_SOAK")]
+    pub soak: bool,
 }
 
 /// Emulated link of every classroom, both directions.
@@ -262,6 +308,20 @@ pub struct SloArgs {
     /// Highest peak server resident memory, MiB (off unless set).
     #[arg(long, value_name = "MIB", env = "TANDEM_LOADTEST_SLO_SERVER_RSS_MB")]
     pub slo_server_rss_mb: Option<f64>,
+
+    /// Highest p99 lateness of the media generators against their schedule, ms; above it the
+    /// run is not trustworthy (this host could not send the load) and fails.
+    #[arg(long, value_name = "MS", env = "TANDEM_LOADTEST_SLO_GENERATOR_LATE_P99_MS", default_value_t = slo::DEFAULT_GENERATOR_LATE_P99_MS)]
+    pub slo_generator_late_p99_ms: f64,
+
+    /// With --soak: highest growth of the server's RSS, MiB per hour (least-squares slope).
+    #[arg(long, value_name = "MIB", env = "TANDEM_LOADTEST_SLO_SOAK_RSS_MB_PER_HOUR", default_value_t = slo::DEFAULT_SOAK_RSS_MB_PER_HOUR)]
+    pub slo_soak_rss_mb_per_hour: f64,
+
+    /// With --soak: highest growth of the server's CPU use, percentage points of one core per
+    /// hour (least-squares slope).
+    #[arg(long, value_name = "POINTS", env = "TANDEM_LOADTEST_SLO_SOAK_CPU_PCT_PER_HOUR", default_value_t = slo::DEFAULT_SOAK_CPU_PCT_PER_HOUR)]
+    pub slo_soak_cpu_pct_per_hour: f64,
 }
 
 impl SloArgs {
@@ -277,6 +337,9 @@ impl SloArgs {
             vote_latency_p95_ms: self.slo_vote_latency_p95_ms,
             server_cpu_pct_avg: self.slo_server_cpu_pct,
             server_rss_mb_peak: self.slo_server_rss_mb,
+            generator_late_p99_ms: self.slo_generator_late_p99_ms,
+            soak_rss_mb_per_hour: self.slo_soak_rss_mb_per_hour,
+            soak_cpu_pct_per_hour: self.slo_soak_cpu_pct_per_hour,
         }
     }
 }
@@ -358,6 +421,9 @@ impl Args {
             0.0,
             3600.0,
         )?;
+        if self.find_capacity && self.shard.is_some() {
+            return Err(CliError::ShardWithCapacity);
+        }
         if self.find_capacity && self.max_classes < self.classes {
             return Err(CliError::MaxClassesBelowClasses {
                 max: self.max_classes,
@@ -547,6 +613,41 @@ mod tests {
         );
         assert!(Args::try_parse_from(["tandem-loadtest", "--classes", "0"]).is_err());
         assert!(Args::try_parse_from(["tandem-loadtest", "--fps", "0"]).is_err());
+    }
+
+    #[test]
+    fn shard_soak_and_merge_parse() {
+        let a = parse(&[
+            "--shard",
+            "2/3",
+            "--soak",
+            "--slo-soak-rss-mb-per-hour",
+            "4",
+        ]);
+        assert_eq!(a.shard, Some((2, 3)));
+        assert!(a.soak);
+        assert_eq!(a.slo_thresholds().soak_rss_mb_per_hour, 4.0);
+        assert_eq!(
+            parse(&[]).slo_thresholds().soak_rss_mb_per_hour,
+            slo::DEFAULT_SOAK_RSS_MB_PER_HOUR
+        );
+        for bad in ["0/2", "3/2", "1", "a/b", "1/0"] {
+            assert!(parse_shard(bad).is_err(), "{bad}");
+            assert!(Args::try_parse_from(["tandem-loadtest", "--shard", bad]).is_err());
+        }
+        let both = parse(&["--shard", "1/2", "--find-capacity"]);
+        assert_eq!(both.validate(), Err(CliError::ShardWithCapacity));
+        let m = MergeArgs::try_parse_from([
+            "tandem-loadtest merge",
+            "a.json",
+            "b.json",
+            "--html",
+            "out.html",
+        ])
+        .unwrap();
+        assert_eq!(m.reports.len(), 2);
+        assert_eq!(m.html, Some(PathBuf::from("out.html")));
+        assert!(MergeArgs::try_parse_from(["tandem-loadtest merge"]).is_err());
     }
 
     #[test]

@@ -5,25 +5,25 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::link::{LinkProfile, UdpLinkProxy};
 use crate::loss::SeqCounter;
+use crate::media::{
+    Bins, FrameAssembler, LatenessRecorder, OpusOptions, SenderReport, local_track, payload_type,
+    send_tone, send_video,
+};
 use crate::stats::JitterEstimator;
 use anyhow::{Context, anyhow, bail};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
-use rtc::media_stream::MediaStreamTrack;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
-use tandem_sfu::{Source, TrackInfo};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use tandem_sfu::{MediaKind, Source, TrackInfo};
 use tandem_signaling::protocol::{ClientMessage, DeclaredTrack, ServerMessage};
 use tokio::sync::{broadcast, mpsc};
 use tokio_tungstenite::tungstenite::Message;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
@@ -31,18 +31,13 @@ use webrtc::peer_connection::{
     Registry, register_default_interceptors,
 };
 
-/// Marks a synthetic video payload that carries its send time.
-const STAMP_MAGIC: &[u8; 4] = b"TDM1";
-/// Opus frame length: 20 ms at 48 kHz, as browsers send.
-const OPUS_FRAME_SAMPLES: usize = 960;
-
-/// Microseconds since the Unix epoch; sender and receiver share this clock on one host.
-pub fn wall_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
+// The media generator and the WHIP/WHEP client have their own modules; these names stay here
+// for the tests that use them through the classroom client.
+pub use crate::media::{
+    PublishSpec, VideoFrameInfo, VideoSpec, decode_opus, dominant_frequency, parse_video,
+    synthetic_vp8_frame, wall_micros,
+};
+pub use crate::whip::{HttpMediaSession, HttpOfferOutcome};
 
 /// What one classroom has received of one published track.
 #[derive(Debug, Default, Clone)]
@@ -54,8 +49,16 @@ pub struct ReceivedTrack {
     pub last_at: Option<Instant>,
     /// Arrival of each packet that starts a keyframe.
     pub keyframes: Vec<Instant>,
-    /// One-way latency of stamped video frames, in microseconds, with their arrival.
+    /// One-way latency of stamped video frames to their first packet, in microseconds, with
+    /// its arrival (measured from the frame's scheduled send time).
     pub latencies_us: Vec<(Instant, u64)>,
+    /// One-way latency of complete video frames (to the last of their packets to arrive,
+    /// retransmissions included), in microseconds, with that arrival.
+    pub frame_latencies_us: Vec<(Instant, u64)>,
+    /// Distinct packets received, by arrival (to compare with what the sender sent).
+    pub arrivals: Bins,
+    /// Video frames still missing packets.
+    pub frames: FrameAssembler,
     /// Arrival of each frame's first packet (for freeze detection).
     pub frame_arrivals: Vec<Instant>,
     /// Opus payloads by sequence number (audio tracks), for decoding.
@@ -80,6 +83,14 @@ pub struct ClientOptions {
     pub opus_fec: bool,
     /// Opus discontinuous transmission (`usedtx=1`): silence is sent as rare comfort-noise frames.
     pub opus_dtx: bool,
+    /// Where the media generators record how late they ran against their schedule.
+    pub lateness: Option<LatenessRecorder>,
+    /// A fault for tests of the load test: the publish leg's emulated link drops every packet
+    /// of the camera (the camera is declared, negotiated and sent as usual).
+    pub drop_camera: bool,
+    /// Keep no received Opus payloads (a load-test classroom measures, it does not listen), so
+    /// that its memory does not grow with the length of a soak.
+    pub measure_only: bool,
 }
 
 impl ClientOptions {
@@ -91,23 +102,34 @@ impl ClientOptions {
             seed,
             opus_fec: true,
             opus_dtx: false,
+            lateness: None,
+            drop_camera: false,
+            measure_only: false,
         }
     }
 
     /// With a link profile: starts a proxy for one leg towards the server candidate in `sdp`
     /// and returns the SDP pointing at the proxy. Without: `sdp` as it is.
-    async fn proxy_for(
+    pub(crate) async fn proxy_for(
         &self,
         leg_seed: u64,
         sdp: &str,
         proxies: &Mutex<Vec<UdpLinkProxy>>,
+        drop_ssrc: Option<u32>,
     ) -> anyhow::Result<String> {
         let Some(profile) = &self.link else {
             return Ok(sdp.to_owned());
         };
         let server =
             server_candidate_addr(sdp).ok_or_else(|| anyhow!("no server candidate in the SDP"))?;
-        let proxy = UdpLinkProxy::start(server, profile.clone(), profile.clone(), leg_seed).await?;
+        let proxy = UdpLinkProxy::start_dropping(
+            server,
+            profile.clone(),
+            profile.clone(),
+            leg_seed,
+            drop_ssrc,
+        )
+        .await?;
         let rewritten = rewrite_candidates(sdp, server, proxy.local_addr());
         proxies.lock().push(proxy);
         Ok(rewritten)
@@ -155,9 +177,19 @@ pub fn rewrite_candidates(sdp: &str, from: SocketAddr, to: SocketAddr) -> String
 }
 
 #[derive(Default)]
-struct Shared {
-    received: HashMap<String, ReceivedTrack>,
+pub(crate) struct Shared {
+    pub(crate) received: HashMap<String, ReceivedTrack>,
     offered: HashMap<String, TrackInfo>,
+    /// Keep no Opus payloads (see [`ClientOptions::measure_only`]).
+    drop_opus: bool,
+}
+
+/// A track this classroom publishes, and what its sender reports.
+#[derive(Debug, Clone)]
+pub struct PublishedTrack {
+    pub source: Source,
+    pub kind: MediaKind,
+    pub report: SenderReport,
 }
 
 /// A classroom connected to a class.
@@ -182,6 +214,8 @@ pub struct Classroom {
     options: ClientOptions,
     /// The link emulators of both legs, if any; dropped with the classroom.
     proxies: Arc<Mutex<Vec<UdpLinkProxy>>>,
+    /// What this classroom publishes.
+    published: Vec<PublishedTrack>,
 }
 
 /// The WebSocket URL of a server given its HTTP base URL.
@@ -198,24 +232,6 @@ pub fn token_from_link(link: &str) -> anyhow::Result<String> {
     link.split_once("#token=")
         .map(|(_, t)| t.to_owned())
         .ok_or_else(|| anyhow!("no token in link {link}"))
-}
-
-/// What media a classroom sends.
-#[derive(Debug, Clone)]
-pub struct PublishSpec {
-    /// A sine tone at this frequency, Opus-encoded, if set.
-    pub tone_hz: Option<f32>,
-    /// Synthetic VP8 video at this frame rate and size, if set.
-    pub video: Option<VideoSpec>,
-}
-
-#[derive(Debug, Clone)]
-pub struct VideoSpec {
-    pub fps: u32,
-    pub frame_bytes: usize,
-    /// Also send a keyframe this often; `None`: only when a keyframe is asked for (and at start).
-    pub keyframe_interval: Option<Duration>,
-    pub source: Source,
 }
 
 struct Handler {
@@ -254,6 +270,7 @@ impl PeerConnectionEventHandler for Handler {
                     TrackRemoteEvent::OnRtpPacket(packet) => {
                         let now = Instant::now();
                         let mut s = shared.lock();
+                        let drop_opus = s.drop_opus;
                         let info = s.offered.get(&track_id).cloned();
                         let r = s.received.entry(track_id.clone()).or_default();
                         if r.info.is_none() {
@@ -265,26 +282,40 @@ impl PeerConnectionEventHandler for Handler {
                         r.last_at = Some(now);
                         // A duplicate (a retransmission of a packet that had arrived)
                         // is counted, but starts no frame and carries no new latency.
-                        let fresh = r.seqs.record(packet.header.sequence_number);
-                        if !fresh {
+                        let Some(ext) = r.seqs.record_ext(packet.header.sequence_number) else {
                             continue;
-                        }
+                        };
+                        r.arrivals.add(now, 1);
                         if is_audio {
-                            r.opus
-                                .push((packet.header.sequence_number, packet.payload.clone()));
+                            if !drop_opus {
+                                r.opus
+                                    .push((packet.header.sequence_number, packet.payload.clone()));
+                            }
                             r.jitter
                                 .get_or_insert_with(|| JitterEstimator::new(48_000))
                                 .update(now, packet.header.timestamp);
-                        } else if let Some(frame) = parse_video(&packet.payload) {
+                        } else {
                             // The descriptor's start bit marks a frame's first packet, also
                             // when it arrives late as a retransmission.
-                            r.frame_arrivals.push(now);
-                            if frame.keyframe {
-                                r.keyframes.push(now);
+                            let start = parse_video(&packet.payload);
+                            let wall = wall_micros();
+                            if let Some(frame) = start {
+                                r.frame_arrivals.push(now);
+                                if frame.keyframe {
+                                    r.keyframes.push(now);
+                                }
+                                if let Some(sent) = frame.sent_us {
+                                    r.latencies_us.push((now, wall.saturating_sub(sent)));
+                                }
                             }
-                            if let Some(sent) = frame.sent_us {
-                                r.latencies_us
-                                    .push((now, wall_micros().saturating_sub(sent)));
+                            let complete = r.frames.packet(
+                                packet.header.timestamp,
+                                ext,
+                                start.map(|f| f.sent_us),
+                                packet.header.marker,
+                            );
+                            if let Some(Some(sent)) = complete {
+                                r.frame_latencies_us.push((now, wall.saturating_sub(sent)));
                             }
                         }
                     }
@@ -304,7 +335,7 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-async fn new_peer(
+pub(crate) async fn new_peer(
     shared: Arc<Mutex<Shared>>,
 ) -> anyhow::Result<(
     Arc<dyn PeerConnection>,
@@ -385,7 +416,10 @@ impl Classroom {
         // Subscribed before `join` goes out, so no offer can slip past.
         let offers = messages.subscribe();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let shared = Arc::new(Mutex::new(Shared {
+            drop_opus: options.measure_only,
+            ..Shared::default()
+        }));
         let subscribe_pc: Arc<Mutex<Option<Arc<dyn PeerConnection>>>> = Arc::default();
 
         let join = ClientMessage::Join {
@@ -438,6 +472,7 @@ impl Classroom {
             media_tasks: Vec::new(),
             options,
             proxies: Arc::default(),
+            published: Vec::new(),
         };
         classroom.spawn_subscriber(offers);
         Ok(classroom)
@@ -486,7 +521,8 @@ impl Classroom {
                         Some((server, proxy)) => rewrite_candidates(&sdp, server, proxy),
                         None => {
                             let leg_seed = options.seed.wrapping_mul(2) | 1;
-                            let rewritten = options.proxy_for(leg_seed, &sdp, &proxies).await?;
+                            let rewritten =
+                                options.proxy_for(leg_seed, &sdp, &proxies, None).await?;
                             if let (Some(s), Some(p)) = (
                                 server_candidate_addr(&sdp),
                                 server_candidate_addr(&rewritten),
@@ -574,6 +610,11 @@ impl Classroom {
         f(&self.shared.lock().received)
     }
 
+    /// The tracks this classroom publishes, with what their senders report.
+    pub fn published(&self) -> &[PublishedTrack] {
+        &self.published
+    }
+
     /// Stop sending media (the legs stay up, so late retransmissions still arrive).
     pub fn stop_media(&mut self) {
         for task in self.media_tasks.drain(..) {
@@ -649,6 +690,14 @@ impl Classroom {
             });
             screen_track = Some((track, ssrc));
         }
+        let camera_ssrc = video
+            .as_ref()
+            .filter(|_| {
+                spec.video
+                    .as_ref()
+                    .is_some_and(|v| v.source == Source::Camera)
+            })
+            .map(|(_, ssrc)| *ssrc);
         let sdp = local_offer(&pc, &mut gathered).await?;
         let mut rx = self.messages.subscribe();
         self.send(&ClientMessage::PublishOffer {
@@ -671,7 +720,12 @@ impl Classroom {
         .context("waiting for the publish answer")??;
         let answer = self
             .options
-            .proxy_for(self.options.seed.wrapping_mul(2), &answer, &self.proxies)
+            .proxy_for(
+                self.options.seed.wrapping_mul(2),
+                &answer,
+                &self.proxies,
+                camera_ssrc.filter(|_| self.options.drop_camera),
+            )
             .await?;
         pc.set_remote_description(RTCSessionDescription::answer(answer)?)
             .await?;
@@ -679,22 +733,40 @@ impl Classroom {
             Ok(Some(true)) => {}
             _ => bail!("the publish leg did not connect"),
         }
+        let lateness = self.options.lateness.clone();
+        let mut report = |source: Source, kind: MediaKind| {
+            let report = SenderReport {
+                sent: Arc::default(),
+                lateness: lateness.clone(),
+            };
+            self.published.push(PublishedTrack {
+                source,
+                kind,
+                report: report.clone(),
+            });
+            report
+        };
+        let mut tasks = Vec::new();
         if let (Some(hz), Some((track, ssrc))) = (spec.tone_hz, audio) {
             let pt = payload_type(&pc, RtpCodecKind::Audio).await?;
-            let opus = OpusOptions::from(&self.options);
-            self.media_tasks
-                .push(tokio::spawn(send_tone(track, ssrc, pt, hz, opus)));
+            let opus = OpusOptions {
+                fec: self.options.opus_fec,
+                dtx: self.options.opus_dtx,
+            };
+            let r = report(Source::Microphone, MediaKind::Audio);
+            tasks.push(tokio::spawn(send_tone(track, ssrc, pt, hz, opus, r)));
         }
         if let (Some(v), Some((track, ssrc))) = (spec.video, video) {
             let pt = payload_type(&pc, RtpCodecKind::Video).await?;
-            self.media_tasks
-                .push(tokio::spawn(send_video(track, ssrc, pt, v)));
+            let r = report(v.source, MediaKind::Video);
+            tasks.push(tokio::spawn(send_video(track, ssrc, pt, v, r)));
         }
         if let (Some(v), Some((track, ssrc))) = (screen, screen_track) {
             let pt = payload_type(&pc, RtpCodecKind::Video).await?;
-            self.media_tasks
-                .push(tokio::spawn(send_video(track, ssrc, pt, v)));
+            let r = report(v.source, MediaKind::Video);
+            tasks.push(tokio::spawn(send_video(track, ssrc, pt, v, r)));
         }
+        self.media_tasks.extend(tasks);
         self.publish_pc = Some(pc);
         Ok(())
     }
@@ -786,286 +858,31 @@ impl Drop for Classroom {
     }
 }
 
-fn local_track(
-    kind: RtpCodecKind,
-    mime: &str,
-    clock_rate: u32,
-    channels: u16,
-) -> (Arc<TrackLocalStaticRTP>, u32) {
-    let ssrc = rand::random::<u32>();
-    let id = format!("{kind}-{ssrc:08x}");
-    let track = MediaStreamTrack::new(
-        "tandem-client".to_owned(),
-        id.clone(),
-        id,
-        kind,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
-                mime_type: mime.to_owned(),
-                clock_rate,
-                channels,
-                ..Default::default()
-            },
-            ..Default::default()
-        }],
-    );
-    (Arc::new(TrackLocalStaticRTP::new(track)), ssrc)
+/// Create and apply an offer and return the SDP with the candidates in it.
+pub(crate) async fn local_offer(
+    pc: &Arc<dyn PeerConnection>,
+    gathered: &mut mpsc::UnboundedReceiver<()>,
+) -> anyhow::Result<String> {
+    let offer = pc.create_offer(None).await?;
+    apply_local(pc, offer, Some(gathered)).await
 }
 
-async fn payload_type(pc: &Arc<dyn PeerConnection>, kind: RtpCodecKind) -> anyhow::Result<u8> {
-    for sender in pc.get_senders().await {
-        let params = sender.get_parameters().await?;
-        if let Some(codec) = params.rtp_parameters.codecs.first()
-            && sender.track().track().await.kind() == kind
-        {
-            return Ok(codec.payload_type);
-        }
+/// Apply a local offer or answer, give candidate gathering (when `gathered` is given) up to 2 s
+/// (loopback needs far less), and return the SDP as it then stands.
+async fn apply_local(
+    pc: &Arc<dyn PeerConnection>,
+    description: RTCSessionDescription,
+    gathered: Option<&mut mpsc::UnboundedReceiver<()>>,
+) -> anyhow::Result<String> {
+    pc.set_local_description(description).await?;
+    if let Some(g) = gathered {
+        let _ = tokio::time::timeout(Duration::from_secs(2), g.recv()).await;
     }
-    bail!("no negotiated codec for {kind}")
-}
-
-fn rtp(ssrc: u32, pt: u8, seq: u16, ts: u32, marker: bool, payload: Bytes) -> rtc::rtp::Packet {
-    rtc::rtp::Packet {
-        header: rtc::rtp::Header {
-            version: 2,
-            marker,
-            payload_type: pt,
-            sequence_number: seq,
-            timestamp: ts,
-            ssrc,
-            ..Default::default()
-        },
-        payload,
-    }
-}
-
-/// Opus encoder settings a browser negotiates.
-#[derive(Debug, Clone, Copy, Default)]
-struct OpusOptions {
-    fec: bool,
-    dtx: bool,
-}
-
-impl From<&ClientOptions> for OpusOptions {
-    fn from(o: &ClientOptions) -> Self {
-        Self {
-            fec: o.opus_fec,
-            dtx: o.opus_dtx,
-        }
-    }
-}
-
-/// Send an Opus-encoded sine tone in 20 ms frames, as a browser microphone would.
-async fn send_tone(
-    track: Arc<TrackLocalStaticRTP>,
-    ssrc: u32,
-    pt: u8,
-    hz: f32,
-    options: OpusOptions,
-) {
-    let Ok(mut encoder) = opus::Encoder::new(48000, opus::Channels::Mono, opus::Application::Voip)
-    else {
-        return;
-    };
-    if options.fec {
-        // As Chrome does with useinbandfec=1: FEC on, tuned for a few percent loss.
-        let _ = encoder.set_inband_fec(true);
-        let _ = encoder.set_packet_loss_perc(5);
-    }
-    if options.dtx {
-        let _ = encoder.set_dtx(true);
-    }
-    let mut ticker = tokio::time::interval(Duration::from_millis(20));
-    let (mut seq, mut ts, mut phase) = (rand::random::<u16>(), rand::random::<u32>(), 0f32);
-    let step = 2.0 * std::f32::consts::PI * hz / 48000.0;
-    let mut pcm = vec![0f32; OPUS_FRAME_SAMPLES];
-    let mut out = vec![0u8; 1500];
-    loop {
-        ticker.tick().await;
-        for s in pcm.iter_mut() {
-            *s = 0.5 * phase.sin();
-            phase = (phase + step) % (2.0 * std::f32::consts::PI);
-        }
-        let Ok(n) = encoder.encode_float(&pcm, &mut out) else {
-            return;
-        };
-        let packet = rtp(ssrc, pt, seq, ts, false, Bytes::copy_from_slice(&out[..n]));
-        if track.write_rtp(packet).await.is_err() {
-            // Not bound yet or unbound; keep the cadence.
-        }
-        seq = seq.wrapping_add(1);
-        ts = ts.wrapping_add(OPUS_FRAME_SAMPLES as u32);
-    }
-}
-
-/// A synthetic VP8 frame: a real payload descriptor and frame tag (so keyframes are recognisable),
-/// then the send time, then filler.
-pub fn synthetic_vp8_frame(keyframe: bool, frame_no: u32, bytes: usize) -> Bytes {
-    let mut b = BytesMut::with_capacity(bytes.max(32));
-    b.put_u8(0x10); // descriptor: S=1, partition 0
-    // Frame tag: bit 0 is the inverse keyframe flag; show_frame set.
-    b.put_u8(if keyframe { 0x10 } else { 0x11 });
-    b.put_u8(0);
-    b.put_u8(0);
-    if keyframe {
-        b.put_slice(&[0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]); // start code, 640x480
-    }
-    b.put_slice(STAMP_MAGIC);
-    b.put_u64(wall_micros());
-    b.put_u32(frame_no);
-    while b.len() < bytes {
-        b.put_u8((b.len() % 251) as u8);
-    }
-    b.freeze()
-}
-
-/// What a received synthetic frame's first packet says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VideoFrameInfo {
-    pub keyframe: bool,
-    pub sent_us: Option<u64>,
-}
-
-pub fn parse_video(payload: &[u8]) -> Option<VideoFrameInfo> {
-    let descriptor = *payload.first()?;
-    if descriptor & 0x10 == 0 {
-        return None; // not the start of a frame
-    }
-    let tag = *payload.get(1)?;
-    let keyframe = tag & 0x01 == 0;
-    let stamp_at = if keyframe { 11 } else { 4 };
-    let sent_us = payload
-        .get(stamp_at..stamp_at + 12)
-        .filter(|s| &s[..4] == STAMP_MAGIC)
-        .map(|s| u64::from_be_bytes(s[4..12].try_into().unwrap_or_default()));
-    Some(VideoFrameInfo { keyframe, sent_us })
-}
-
-/// Send synthetic video: a keyframe at start, on every keyframe request, and every
-/// `keyframe_interval` if set.
-async fn send_video(track: Arc<TrackLocalStaticRTP>, ssrc: u32, pt: u8, spec: VideoSpec) {
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / spec.fps.max(1) as f64));
-    let (mut seq, mut ts) = (rand::random::<u16>(), rand::random::<u32>());
-    let ts_step = 90_000 / spec.fps.max(1);
-    let mut frame_no = 0u32;
-    let mut want_keyframe = true;
-    let mut last_keyframe = Instant::now();
-    // Keyframe requests arrive as track events.
-    let (kf_tx, mut kf_rx) = mpsc::unbounded_channel();
-    let requests = {
-        let track = track.clone();
-        tokio::spawn(async move {
-            while let Some(event) = track.poll().await {
-                if let TrackLocalEvent::OnRtcpPacket(packets) = event
-                    && tandem_sfu::feedback::asks_for_keyframe(&packets)
-                {
-                    let _ = kf_tx.send(());
-                }
-            }
-        })
-    };
-    loop {
-        ticker.tick().await;
-        while kf_rx.try_recv().is_ok() {
-            want_keyframe = true;
-        }
-        if spec
-            .keyframe_interval
-            .is_some_and(|every| last_keyframe.elapsed() >= every)
-        {
-            want_keyframe = true;
-        }
-        let keyframe = std::mem::take(&mut want_keyframe);
-        if keyframe {
-            last_keyframe = Instant::now();
-        }
-        // Keyframes are larger: three packets' worth.
-        let size = if keyframe {
-            spec.frame_bytes * 3
-        } else {
-            spec.frame_bytes
-        };
-        let frame = synthetic_vp8_frame(keyframe, frame_no, size);
-        let mut chunks = frame.chunks(1100).peekable();
-        let mut first = true;
-        while let Some(chunk) = chunks.next() {
-            let payload = if first {
-                Bytes::copy_from_slice(chunk)
-            } else {
-                // Continuation packets: descriptor without the start bit.
-                let mut b = BytesMut::with_capacity(chunk.len() + 1);
-                b.put_u8(0x00);
-                b.put_slice(chunk);
-                b.freeze()
-            };
-            first = false;
-            let last = chunks.peek().is_none();
-            if track
-                .write_rtp(rtp(ssrc, pt, seq, ts, last, payload))
-                .await
-                .is_err()
-            {
-                break;
-            }
-            seq = seq.wrapping_add(1);
-        }
-        ts = ts.wrapping_add(ts_step);
-        frame_no += 1;
-        if requests.is_finished() && frame_no > u32::MAX - 1 {
-            break;
-        }
-    }
-}
-
-/// Decode received Opus payloads (in sequence order) to mono PCM at 48 kHz.
-pub fn decode_opus(mut payloads: Vec<(u16, Bytes)>) -> anyhow::Result<Vec<f32>> {
-    // Sequence numbers may wrap; sort by distance from the first.
-    let Some(&(first, _)) = payloads.first() else {
-        return Ok(Vec::new());
-    };
-    payloads.sort_by_key(|(seq, _)| seq.wrapping_sub(first));
-    let mut decoder = opus::Decoder::new(48000, opus::Channels::Mono)?;
-    let mut pcm = Vec::new();
-    let mut frame = vec![0f32; 5760];
-    for (_, payload) in payloads {
-        let n = decoder.decode_float(&payload, &mut frame, false)?;
-        pcm.extend_from_slice(&frame[..n]);
-    }
-    Ok(pcm)
-}
-
-/// The strongest frequency in `pcm` between `lo` and `hi` Hz, in 5 Hz steps (Goertzel).
-pub fn dominant_frequency(pcm: &[f32], lo: f32, hi: f32) -> Option<f32> {
-    if pcm.len() < 4800 {
-        return None;
-    }
-    // Skip the codec's warm-up.
-    let pcm = &pcm[pcm.len() / 5..];
-    let power = |hz: f32| {
-        let w = 2.0 * std::f32::consts::PI * hz / 48000.0;
-        let coeff = 2.0 * w.cos();
-        let (mut s1, mut s2) = (0f32, 0f32);
-        for &x in pcm {
-            let s0 = x + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        s1 * s1 + s2 * s2 - coeff * s1 * s2
-    };
-    let mut best = (lo, 0f32);
-    let mut hz = lo;
-    while hz <= hi {
-        let p = power(hz);
-        if p > best.1 {
-            best = (hz, p);
-        }
-        hz += 5.0;
-    }
-    (best.1 > 0.0).then_some(best.0)
+    Ok(pc
+        .local_description()
+        .await
+        .ok_or_else(|| anyhow!("no local description"))?
+        .sdp)
 }
 
 /// Connect the WebSocket, send `join` first, then start its writer (draining `outgoing`) and its
@@ -1077,7 +894,9 @@ async fn open_socket(
     messages: broadcast::Sender<ServerMessage>,
     log: Arc<Mutex<Vec<ServerMessage>>>,
 ) -> anyhow::Result<(tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>)> {
-    let (ws, _) = tokio_tungstenite::connect_async(ws_url(http_base))
+    // TCP_NODELAY: each message is one small frame that must not wait for Nagle. (reqwest,
+    // the HTTP client, sets it by default.)
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(ws_url(http_base), None, true)
         .await
         .context("connecting the WebSocket")?;
     let (mut sink, mut stream) = ws.split();
@@ -1106,360 +925,9 @@ async fn open_socket(
     Ok((writer, reader))
 }
 
-/// A WHIP publisher or WHEP viewer: a standard client that speaks HTTP and SDP, no WebSocket.
-pub struct HttpMediaSession {
-    pub location: String,
-    /// The server's answer, kept to apply an ICE restart's new credentials to.
-    answer: String,
-    etag: String,
-    pc: Arc<dyn PeerConnection>,
-    shared: Arc<Mutex<Shared>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// The emulated link's proxy, if the session has one.
-    proxies: Arc<Mutex<Vec<UdpLinkProxy>>>,
-}
-
-/// What a WHIP/WHEP server answered to an offer.
-pub enum HttpOfferOutcome {
-    Created(HttpMediaSession),
-    /// The server refused: status and body.
-    Refused(u16, String),
-}
-
-/// Create and apply an offer and return the SDP with the candidates in it.
-async fn local_offer(
-    pc: &Arc<dyn PeerConnection>,
-    gathered: &mut mpsc::UnboundedReceiver<()>,
-) -> anyhow::Result<String> {
-    let offer = pc.create_offer(None).await?;
-    apply_local(pc, offer, Some(gathered)).await
-}
-
-/// Apply a local offer or answer, give candidate gathering (when `gathered` is given) up to 2 s
-/// (loopback needs far less), and return the SDP as it then stands.
-async fn apply_local(
-    pc: &Arc<dyn PeerConnection>,
-    description: RTCSessionDescription,
-    gathered: Option<&mut mpsc::UnboundedReceiver<()>>,
-) -> anyhow::Result<String> {
-    pc.set_local_description(description).await?;
-    if let Some(g) = gathered {
-        let _ = tokio::time::timeout(Duration::from_secs(2), g.recv()).await;
-    }
-    Ok(pc
-        .local_description()
-        .await
-        .ok_or_else(|| anyhow!("no local description"))?
-        .sdp)
-}
-
-/// Offer by `POST` (WHIP/WHEP), apply the answer and wait for the connection. A refusal closes the
-/// peer connection and comes back as (status, body); success as (Location, ETag, answer SDP).
-/// With `link`, the answer's server candidate is replaced by an emulated link's proxy first.
-async fn negotiate_over_http(
-    http_base: &str,
-    path: &str,
-    token: &str,
-    pc: &Arc<dyn PeerConnection>,
-    gathered: &mut mpsc::UnboundedReceiver<()>,
-    connected: &mut mpsc::UnboundedReceiver<bool>,
-    link: (&ClientOptions, &Mutex<Vec<UdpLinkProxy>>),
-) -> anyhow::Result<Result<(String, String, String), (u16, String)>> {
-    let sdp = local_offer(pc, gathered).await?;
-    let response = reqwest::Client::new()
-        .post(format!("{}{path}", http_base.trim_end_matches('/')))
-        .bearer_auth(token)
-        .header("content-type", "application/sdp")
-        .body(sdp)
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let etag = response
-        .headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = response.text().await?;
-    if status != 201 {
-        let _ = pc.close().await;
-        return Ok(Err((status, body)));
-    }
-    let (options, proxies) = link;
-    let applied = options.proxy_for(options.seed, &body, proxies).await?;
-    pc.set_remote_description(RTCSessionDescription::answer(applied)?)
-        .await?;
-    match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
-        Ok(Some(true)) => Ok(Ok((location, etag, body))),
-        _ => bail!("the session at {path} did not connect"),
-    }
-}
-
-impl HttpMediaSession {
-    /// WHIP: publish a tone (and synthetic video) into `class_id` with a teacher or invite token.
-    pub async fn publish(
-        http_base: &str,
-        class_id: &str,
-        token: &str,
-        spec: PublishSpec,
-    ) -> anyhow::Result<HttpOfferOutcome> {
-        Self::publish_with(http_base, class_id, token, spec, ClientOptions::default()).await
-    }
-
-    /// [`publish`](Self::publish) with options: with `options.link` set, media goes through an
-    /// emulated link (a proxy in front of the server's media port).
-    pub async fn publish_with(
-        http_base: &str,
-        class_id: &str,
-        token: &str,
-        spec: PublishSpec,
-        options: ClientOptions,
-    ) -> anyhow::Result<HttpOfferOutcome> {
-        let proxies = Arc::new(Mutex::new(Vec::new()));
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let (pc, mut gathered, mut connected) = new_peer(shared.clone()).await?;
-        let (audio, audio_ssrc) = local_track(RtpCodecKind::Audio, "audio/opus", 48000, 2);
-        pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await?;
-        let video = if spec.video.is_some() {
-            let (track, ssrc) = local_track(RtpCodecKind::Video, "video/VP8", 90000, 0);
-            pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
-            Some((track, ssrc))
-        } else {
-            None
-        };
-        let path = format!("/whip/{class_id}");
-        let (location, etag, answer) = match negotiate_over_http(
-            http_base,
-            &path,
-            token,
-            &pc,
-            &mut gathered,
-            &mut connected,
-            (&options, &proxies),
-        )
-        .await?
-        {
-            Ok(created) => created,
-            Err((status, body)) => return Ok(HttpOfferOutcome::Refused(status, body)),
-        };
-        let mut tasks = Vec::new();
-        if let Some(hz) = spec.tone_hz {
-            let pt = payload_type(&pc, RtpCodecKind::Audio).await?;
-            tasks.push(tokio::spawn(send_tone(
-                audio,
-                audio_ssrc,
-                pt,
-                hz,
-                OpusOptions::default(),
-            )));
-        }
-        if let (Some(v), Some((track, ssrc))) = (spec.video, video) {
-            let pt = payload_type(&pc, RtpCodecKind::Video).await?;
-            tasks.push(tokio::spawn(send_video(track, ssrc, pt, v)));
-        }
-        Ok(HttpOfferOutcome::Created(Self {
-            location,
-            answer,
-            etag,
-            pc,
-            shared,
-            tasks,
-            proxies,
-        }))
-    }
-
-    /// WHEP: watch the master classroom of `class_id`.
-    pub async fn view(
-        http_base: &str,
-        class_id: &str,
-        token: &str,
-    ) -> anyhow::Result<HttpOfferOutcome> {
-        use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let (pc, mut gathered, mut connected) = new_peer(shared.clone()).await?;
-        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
-            pc.add_transceiver_from_kind(
-                kind,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Recvonly,
-                    ..Default::default()
-                }),
-            )
-            .await?;
-        }
-        let path = format!("/whep/{class_id}");
-        let proxies = Arc::new(Mutex::new(Vec::new()));
-        let (location, etag, answer) = match negotiate_over_http(
-            http_base,
-            &path,
-            token,
-            &pc,
-            &mut gathered,
-            &mut connected,
-            (&ClientOptions::default(), &proxies),
-        )
-        .await?
-        {
-            Ok(created) => created,
-            Err((status, body)) => return Ok(HttpOfferOutcome::Refused(status, body)),
-        };
-        Ok(HttpOfferOutcome::Created(Self {
-            location,
-            answer,
-            etag,
-            pc,
-            shared,
-            tasks: Vec::new(),
-            proxies,
-        }))
-    }
-
-    /// What a viewer has received, by track id (its kind is known from the codec, not the class).
-    pub fn received(&self) -> HashMap<String, ReceivedTrack> {
-        self.shared.lock().received.clone()
-    }
-
-    /// Restart ICE by `PATCH` (RFC 9725 §4.3.2): new local credentials out, the server's back.
-    /// Returns the status of the `PATCH`.
-    pub async fn restart_ice(&mut self, http_base: &str, token: &str) -> anyhow::Result<u16> {
-        self.pc.restart_ice().await?;
-        let offer = self.pc.create_offer(None).await?;
-        self.pc.set_local_description(offer).await?;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let local = self
-            .pc
-            .local_description()
-            .await
-            .ok_or_else(|| anyhow!("no local description"))?
-            .sdp;
-        let response = reqwest::Client::new()
-            .patch(format!(
-                "{}{}",
-                http_base.trim_end_matches('/'),
-                self.location
-            ))
-            .bearer_auth(token)
-            .header("content-type", "application/trickle-ice-sdpfrag")
-            .header("if-match", &self.etag)
-            .body(tandem_sfu::sdp::ice_fragment(&local))
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Ok(status);
-        }
-        if let Some(etag) = response.headers().get("etag").and_then(|v| v.to_str().ok()) {
-            self.etag = etag.to_owned();
-        }
-        let fragment = response.text().await?;
-        let value = |name: &str| {
-            fragment
-                .lines()
-                .find_map(|l| l.trim().strip_prefix(name).map(str::to_owned))
-                .ok_or_else(|| anyhow!("the fragment has no {name}"))
-        };
-        let answer = tandem_sfu::sdp::with_ice_credentials(
-            &self.answer,
-            &value("a=ice-ufrag:")?,
-            &value("a=ice-pwd:")?,
-        );
-        self.pc
-            .set_remote_description(RTCSessionDescription::answer(answer.clone())?)
-            .await?;
-        self.answer = answer;
-        Ok(status)
-    }
-
-    /// The session's current ETag (its ICE session, RFC 9725 §4.3.1).
-    pub fn etag(&self) -> &str {
-        &self.etag
-    }
-
-    /// Go away without `DELETE`, as an encoder that crashed or lost power: nothing more reaches
-    /// the server. With an emulated link the link goes first, so the server hears nothing at all
-    /// (not even the peer connection's DTLS goodbye); without one, that goodbye is all it hears.
-    pub async fn vanish(mut self) {
-        self.proxies.lock().clear();
-        for task in self.tasks.drain(..) {
-            task.abort();
-        }
-        let _ = self.pc.close().await;
-    }
-
-    /// End the session with `DELETE` on its location; returns the status.
-    pub async fn end(mut self, http_base: &str, token: &str) -> anyhow::Result<u16> {
-        let status = reqwest::Client::new()
-            .delete(format!(
-                "{}{}",
-                http_base.trim_end_matches('/'),
-                self.location
-            ))
-            .bearer_auth(token)
-            .send()
-            .await?
-            .status()
-            .as_u16();
-        for task in self.tasks.drain(..) {
-            task.abort();
-        }
-        let _ = self.pc.close().await;
-        Ok(status)
-    }
-}
-
-impl Drop for HttpMediaSession {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn synthetic_frames_round_trip() {
-        let key = synthetic_vp8_frame(true, 1, 300);
-        let info = parse_video(&key).unwrap();
-        assert!(info.keyframe);
-        assert!(info.sent_us.is_some_and(|us| us > 0));
-        let delta = synthetic_vp8_frame(false, 2, 300);
-        assert!(!parse_video(&delta).unwrap().keyframe);
-        assert_eq!(
-            parse_video(&[0x00, 1, 2]),
-            None,
-            "a continuation packet starts no frame"
-        );
-    }
-
-    #[test]
-    fn a_tone_survives_opus_and_is_found() {
-        let mut encoder =
-            opus::Encoder::new(48000, opus::Channels::Mono, opus::Application::Voip).unwrap();
-        let mut payloads = Vec::new();
-        let mut out = vec![0u8; 1500];
-        for i in 0..50u16 {
-            let pcm: Vec<f32> = (0..OPUS_FRAME_SAMPLES)
-                .map(|n| {
-                    let t = (i as usize * OPUS_FRAME_SAMPLES + n) as f32 / 48000.0;
-                    0.5 * (2.0 * std::f32::consts::PI * 660.0 * t).sin()
-                })
-                .collect();
-            let n = encoder.encode_float(&pcm, &mut out).unwrap();
-            payloads.push((i.wrapping_add(65530), Bytes::copy_from_slice(&out[..n])));
-        }
-        let pcm = decode_opus(payloads).unwrap();
-        let hz = dominant_frequency(&pcm, 200.0, 1000.0).unwrap();
-        assert!((hz - 660.0).abs() <= 10.0, "found {hz}");
-    }
 
     const ANSWER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
         c=IN IP4 0.0.0.0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 40001 typ host\r\n\

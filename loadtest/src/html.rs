@@ -53,6 +53,9 @@ pub struct HtmlReport<'a> {
     /// Latency recorders by name (e.g. "media one-way"), all started at the run's start.
     pub latencies: &'a [(&'a str, &'a LatencyRecorder)],
     pub server: &'a [ServerPoint],
+    /// Draw latency over time (a merged report has no time axis: its recorders come from
+    /// histograms).
+    pub over_time: bool,
 }
 
 /// A named line of (x, y) points.
@@ -85,27 +88,47 @@ pub fn render(input: &HtmlReport<'_>) -> String {
     }
 
     // Summary.
+    let pct = |v: Option<f64>| v.map_or("not measured".to_owned(), |v| format!("{v:.2} %"));
     let _ = write!(
         h,
-        "<h2>Summary</h2>\n<p>{} classes, {} classrooms; joins ok {}, failed {}; \
-         packet loss after retransmission {:.2} % (audio {:.2} %, video {:.2} %); freezes {}.</p>\n",
+        "<h2>Summary</h2>\n<p>{} classes, {} classrooms{}; joins ok {}, failed {}; \
+         promised tracks {} ({} arrived throughout, {} not checked); \
+         packet loss {} of {} sent (audio {}, video {}); freezes {} ({:.1} s).</p>\n",
         r.classes,
         r.classrooms,
+        r.shard
+            .as_ref()
+            .map(|s| format!(" (shard {})", escape(s)))
+            .unwrap_or_default(),
         r.joins_ok,
         r.joins_failed,
-        r.packet_loss_pct,
-        r.packet_loss_by_kind_pct.audio,
-        r.packet_loss_by_kind_pct.video,
-        r.freezes
+        r.tracks.promised,
+        r.tracks.ok,
+        r.tracks.not_checked,
+        pct(r.packet_loss_pct),
+        r.packets.audio_sent + r.packets.video_sent,
+        pct(r.packet_loss_by_kind_pct.audio),
+        pct(r.packet_loss_by_kind_pct.video),
+        r.freezes,
+        r.freeze_secs
     );
+    if !r.trustworthy {
+        h.push_str(
+            "<p class=\"slo fail\">Not trustworthy: the media generator ran late against its \
+             schedule.</p>\n",
+        );
+    }
     h.push_str(
         "<table>\n<tr><th>latency (ms)</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>\n",
     );
-    for (name, s) in r.latency_rows() {
+    for (name, c) in r.latency_rows() {
         let _ = writeln!(
             h,
-            "<tr><td>{name}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>",
-            s.p50, s.p95, s.p99, s.max
+            "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&c[0]),
+            escape(&c[1]),
+            escape(&c[2]),
+            escape(&c[3])
         );
     }
     h.push_str("</table>\n");
@@ -143,15 +166,17 @@ pub fn render(input: &HtmlReport<'_>) -> String {
             points: rec.bucketed(bucket).iter().map(|b| (b.t, b.p95)).collect(),
         })
         .collect();
-    h.push_str("<h2>Latency over time</h2>\n");
-    h.push_str(&line_chart(
-        "chart-latency-time",
-        &format!("p95 latency per {:.0} s", bucket.as_secs_f64()),
-        "time (s)",
-        "ms",
-        &over_time,
-        None,
-    ));
+    if input.over_time {
+        h.push_str("<h2>Latency over time</h2>\n");
+        h.push_str(&line_chart(
+            "chart-latency-time",
+            &format!("p95 latency per {:.0} s", bucket.as_secs_f64()),
+            "time (s)",
+            "ms",
+            &over_time,
+            None,
+        ));
+    }
 
     let cdfs: Vec<ChartSeries> = input
         .latencies
@@ -374,7 +399,6 @@ fn tick_label(v: f64) -> String {
 mod tests {
     use super::*;
     use crate::report::{ServerUsage, SloOutcome};
-    use crate::stats::Summary;
 
     fn page(failures: Vec<String>) -> String {
         let t0 = Instant::now();
@@ -398,9 +422,9 @@ mod tests {
             classes: 2,
             classrooms: 6,
             joins_ok: 6,
-            media_latency_ms: media.summary(),
-            board_op_latency_ms: board.summary(),
-            vote_latency_ms: Summary::default(),
+            media_latency_ms: Some(media.summary()),
+            board_op_latency_ms: Some(board.summary()),
+            vote_latency_ms: None,
             server: ServerUsage {
                 cpu_pct_avg: Some(50.0),
                 rss_mb_peak: Some(159.0),
@@ -421,6 +445,7 @@ mod tests {
                 ("vote", &vote),
             ],
             server: &server,
+            over_time: true,
         })
     }
 

@@ -411,12 +411,32 @@ impl UdpLinkProxy {
         downlink: LinkProfile,
         seed: u64,
     ) -> io::Result<Self> {
+        Self::start_dropping(server, uplink, downlink, seed, None).await
+    }
+
+    /// [`start`](Self::start), with a fault: every uplink RTP packet of the stream
+    /// `drop_uplink_ssrc` (its SSRC is in the clear in SRTP) is dropped, as a broken middlebox
+    /// would, and counted as lost.
+    pub async fn start_dropping(
+        server: SocketAddr,
+        uplink: LinkProfile,
+        downlink: LinkProfile,
+        seed: u64,
+        drop_uplink_ssrc: Option<u32>,
+    ) -> io::Result<Self> {
         let socket = UdpSocket::bind("127.0.0.1:0").await?;
         let local_addr = socket.local_addr()?;
         let stats = Arc::new(Mutex::new(ProxyStats::default()));
         let up = LinkEmulator::new(uplink, seed);
         let down = LinkEmulator::new(downlink, seed ^ 0x9E37_79B9_7F4A_7C15);
-        let task = tokio::spawn(run_proxy(socket, server, up, down, stats.clone()));
+        let task = tokio::spawn(run_proxy(
+            socket,
+            server,
+            up,
+            down,
+            stats.clone(),
+            drop_uplink_ssrc,
+        ));
         Ok(Self {
             local_addr,
             stats,
@@ -446,8 +466,10 @@ async fn run_proxy(
     mut up: LinkEmulator,
     mut down: LinkEmulator,
     stats: Arc<Mutex<ProxyStats>>,
+    drop_uplink_ssrc: Option<u32>,
 ) {
     let mut client: Option<SocketAddr> = None;
+    let mut dropped = 0u64;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let now = Instant::now();
@@ -463,8 +485,11 @@ async fn run_proxy(
                 tracing::debug!(client = %to, error = %e, "link proxy: send to client failed");
             }
         }
+        let mut uplink = up.stats();
+        uplink.lost += dropped;
+        uplink.sent += dropped;
         *stats.lock() = ProxyStats {
-            uplink: up.stats(),
+            uplink,
             downlink: down.stats(),
         };
         let deadline = match (up.next_deadline(), down.next_deadline()) {
@@ -486,7 +511,11 @@ async fn run_proxy(
                         down.send(now, packet);
                     } else {
                         client = Some(from);
-                        up.send(now, packet);
+                        if drop_uplink_ssrc.is_some_and(|ssrc| rtp_ssrc(&packet) == Some(ssrc)) {
+                            dropped += 1;
+                        } else {
+                            up.send(now, packet);
+                        }
                     }
                 }
                 // ICMP port-unreachable surfaces here on Linux; keep going.
@@ -497,11 +526,29 @@ async fn run_proxy(
     }
 }
 
+/// The SSRC of an (S)RTP packet, `None` for anything else (RFC 7983 first byte, RFC 5761 RTCP
+/// packet types).
+fn rtp_ssrc(datagram: &[u8]) -> Option<u32> {
+    let is_rtp = datagram.len() >= 12
+        && (128..=191).contains(&datagram[0])
+        && !(64..=95).contains(&(datagram[1] & 0x7f));
+    is_rtp.then(|| u32::from_be_bytes([datagram[8], datagram[9], datagram[10], datagram[11]]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const SEED: u64 = 42;
+
+    #[test]
+    fn the_dropped_stream_is_told_by_its_ssrc() {
+        let rtp = [0x80, 96, 0, 1, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2];
+        assert_eq!(rtp_ssrc(&rtp), Some(0xdead_beef));
+        let rtcp = [0x81, 201, 0, 7, 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1];
+        assert_eq!(rtp_ssrc(&rtcp), None);
+        assert_eq!(rtp_ssrc(&[22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 1]), None);
+    }
 
     /// Sends `n` packets of `size` bytes every `interval`, polling as time goes by; returns the
     /// one-way delay of each delivered packet, by sequence number.

@@ -26,6 +26,11 @@ impl SeqCounter {
     /// Records a packet with sequence number `seq`; `false` if it had arrived before (a
     /// duplicate) or is older than the first packet.
     pub fn record(&mut self, seq: u16) -> bool {
+        self.record_ext(seq).is_some()
+    }
+
+    /// [`record`](Self::record), returning the packet's extended sequence number when it is new.
+    pub fn record_ext(&mut self, seq: u16) -> Option<u64> {
         let ext = match self.base {
             None => {
                 self.base = Some(EXT_START + seq as u64);
@@ -37,12 +42,10 @@ impl SeqCounter {
                 (self.highest as i64 + delta) as u64
             }
         };
-        let Some(base) = self.base else {
-            return false;
-        };
+        let base = self.base?;
         if ext < base {
             // Older than the first packet seen: not part of the measured range.
-            return false;
+            return None;
         }
         let idx = (ext - base) as usize;
         let word = idx / 64;
@@ -52,11 +55,11 @@ impl SeqCounter {
         let mask = 1u64 << (idx % 64);
         self.highest = self.highest.max(ext);
         if self.bits[word] & mask != 0 {
-            return false;
+            return None;
         }
         self.bits[word] |= mask;
         self.unique += 1;
-        true
+        Some(ext)
     }
 
     /// Packets from the first received to the highest received (what the sender sent in that

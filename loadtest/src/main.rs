@@ -6,11 +6,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::Parser as _;
 use tandem_loadtest::capacity::CapacitySearch;
-use tandem_loadtest::cli::Args;
+use tandem_loadtest::cli::{Args, MergeArgs};
 use tandem_loadtest::html::{self, HtmlReport};
+use tandem_loadtest::report::{Report, hist};
 use tandem_loadtest::runner::{self, RunConfig, RunOutcome};
 use tandem_loadtest::server;
+use tandem_loadtest::stats::LatencyRecorder;
 
 /// Longest measured window of one `--find-capacity` step.
 const CAPACITY_STEP_DURATION: Duration = Duration::from_secs(20);
@@ -21,6 +24,16 @@ const EXIT_SLO_MISSED: u8 = 1;
 const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("merge") {
+        let args = MergeArgs::parse_from(std::env::args().skip(1));
+        return match merge(&args) {
+            Ok(code) => ExitCode::from(code),
+            Err(err) => {
+                eprintln!("tandem-loadtest merge: {err:#}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        };
+    }
     let args = Args::from_env();
     if let Err(err) = args.validate() {
         eprintln!("tandem-loadtest: {err}");
@@ -113,13 +126,17 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             };
         if let Some(o) = &outcome {
             let r = &o.report;
+            let ms = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.1} ms"));
             eprintln!(
-                "  {classes} classes: {}  (media p95 {:.1} ms, server adds p95 {:.1} ms, \
-                 loss {:.2} %, freezes {}, server cpu {}, generator cpu {}, joins {}/{}){}",
+                "  {classes} classes: {}  (frame p95 {}, server adds p95 {}, \
+                 loss {}, freezes {}, server cpu {}, generator cpu {}, joins {}/{}){}",
                 if held { "held" } else { "MISSED" },
-                r.media_latency_ms.p95,
-                r.sfu_added_latency_ms.p95,
-                r.packet_loss_pct,
+                ms(r.frame_latency_ms.map(|s| s.p95)),
+                r.sfu_added_latency_ms.map_or("n/a".to_owned(), |s| s
+                    .p95
+                    .map_or("> 100 ms".to_owned(), |v| format!("≤ {v} ms"))),
+                r.packet_loss_pct
+                    .map_or("n/a".to_owned(), |v| format!("{v:.2} %")),
                 r.freezes,
                 pct(r.server.cpu_pct_avg),
                 pct(r.host.loadgen_cpu_pct_avg),
@@ -207,20 +224,75 @@ fn write_outputs(args: &Args, cfg: &RunConfig, outcome: &RunOutcome) -> anyhow::
             "Tandem load test: {} classes × (1 + {}) classrooms, {}",
             cfg.classes, cfg.remotes, cfg.link.name
         );
-        let latencies = [
-            ("media one-way", &outcome.media),
-            ("added by server", &outcome.sfu_added),
-            ("board op", &outcome.board),
-            ("vote", &outcome.vote),
-        ];
+        let latencies = outcome.latencies();
         let page = html::render(&HtmlReport {
             title: &title,
             report: &outcome.report,
             latencies: &latencies,
             server: &outcome.server_points,
+            over_time: true,
         });
         std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("html: {}", path.display());
     }
     Ok(())
+}
+
+/// `tandem-loadtest merge`: the shards' reports as one, exactly (from their histograms).
+fn merge(args: &MergeArgs) -> anyhow::Result<u8> {
+    let mut shards = Vec::new();
+    for path in &args.reports {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let report: Report = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a tandem-loadtest report", path.display()))?;
+        shards.push(report);
+    }
+    let merged = Report::merge(&shards)?;
+    print!("{}", merged.summary_table());
+    if let Some(path) = &args.report {
+        merged
+            .write_json(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("report: {}", path.display());
+    }
+    if let Some(path) = &args.html {
+        let start = std::time::Instant::now();
+        let recorder = |name: &str| {
+            merged
+                .histograms
+                .get(name)
+                .map(|h| LatencyRecorder::from_histogram(start, &h.to_histogram()))
+                .unwrap_or_else(|| LatencyRecorder::new(start))
+        };
+        let recorders = [
+            ("media first packet", recorder(hist::MEDIA_FIRST_PACKET)),
+            ("media frame", recorder(hist::MEDIA_FRAME)),
+            ("probe class one-way", recorder(hist::PROBE_ONE_WAY)),
+            ("board op", recorder(hist::BOARD_OP)),
+            ("vote", recorder(hist::VOTE)),
+        ];
+        let latencies: Vec<(&str, &LatencyRecorder)> =
+            recorders.iter().map(|(n, r)| (*n, r)).collect();
+        let title = format!(
+            "Tandem load test: {} classes, {} classrooms, {} shards merged",
+            merged.classes,
+            merged.classrooms,
+            shards.len()
+        );
+        let page = html::render(&HtmlReport {
+            title: &title,
+            report: &merged,
+            latencies: &latencies,
+            server: &[],
+            over_time: false,
+        });
+        std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("html: {}", path.display());
+    }
+    Ok(if merged.slo.passed {
+        EXIT_PASSED
+    } else {
+        EXIT_SLO_MISSED
+    })
 }

@@ -1,20 +1,32 @@
-//! The machine-readable result of a run (`--report FILE.json`) and the summary table printed at
-//! its end.
+//! The machine-readable result of a run (`--report FILE.json`), the summary table printed at its
+//! end, and the merging of several shards' reports into one.
 //!
-//! The JSON has exactly these keys: `classes`, `classrooms`, `joins_ok`, `joins_failed`,
-//! `time_to_first_frame_ms`, `media_latency_ms`, `sfu_added_latency_ms`, `board_op_latency_ms`,
-//! `vote_latency_ms` (each `{p50,p95,p99,max}`), `packet_loss_pct`, `packet_loss_by_kind_pct`
-//! (`audio`, `video`), `freezes`, `server`
-//! (`cpu_pct_avg`, `rss_mb_peak`; `null` when not measured), `host` (`cores`,
-//! `loadgen_cpu_pct_avg`, `saturated`) and `slo` (`passed`, `failures`).
+//! A report keeps its raw material beside its figures: packet counts, freeze counts, the
+//! histograms of every latency (`histograms`) and the server's forwarding-delay buckets at the
+//! window's start and end (`server_forward_delay`). Every figure is derived from those by
+//! [`Report::derive`], so merged shards give exactly the figures one run would have given. A
+//! figure with no samples is `null` ("not measured"), and the SLO on it fails.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::slo::{self, SloThresholds};
-use crate::stats::Summary;
+use crate::stats::{HistogramJson, Histograms, Summary};
+
+/// Names of the histograms a report carries (microseconds).
+pub mod hist {
+    pub const TIME_TO_FIRST_FRAME: &str = "time_to_first_frame";
+    pub const MEDIA_FIRST_PACKET: &str = "media_first_packet";
+    pub const MEDIA_FRAME: &str = "media_frame";
+    pub const PROBE_ONE_WAY: &str = "probe_one_way";
+    pub const BOARD_OP: &str = "board_op";
+    pub const VOTE: &str = "vote";
+    pub const GENERATOR_LATENESS: &str = "generator_lateness";
+    pub const KEYFRAME_RECOVERY: &str = "keyframe_recovery";
+}
 
 /// Server resource use over the run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -25,26 +37,49 @@ pub struct ServerUsage {
     pub rss_mb_peak: Option<f64>,
 }
 
-/// Loss after retransmission of audio and of video, percent of each kind's packets. Audio is not
-/// retransmitted (Opus in-band FEC is its repair, which a sequence count does not credit), so its
-/// loss is about the links' own; video's is what NACK could not repair.
+/// Loss of audio and of video, percent of the packets their senders sent in the window; `None`
+/// when none were sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LossByKind {
-    pub audio: f64,
-    pub video: f64,
+    pub audio: Option<f64>,
+    pub video: Option<f64>,
 }
 
-impl LossByKind {
-    /// From `(expected, lost)` packet counts of audio and of video.
-    pub fn from_counts(audio: (u64, u64), video: (u64, u64)) -> Self {
-        let pct = |(expected, lost): (u64, u64)| {
-            crate::stats::loss_pct(expected, expected.saturating_sub(lost))
-        };
-        Self {
-            audio: pct(audio),
-            video: pct(video),
-        }
+/// Media packets the senders sent in the window, to every receiver the policy promised them
+/// to, and those that arrived (distinct; retransmissions fill holes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketCounts {
+    pub audio_sent: u64,
+    pub audio_received: u64,
+    pub video_sent: u64,
+    pub video_received: u64,
+}
+
+impl std::ops::AddAssign for PacketCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.audio_sent += o.audio_sent;
+        self.audio_received += o.audio_received;
+        self.video_sent += o.video_sent;
+        self.video_received += o.video_received;
     }
+}
+
+/// Loss in percent: `received` of `sent` arrived; `None` when nothing was sent.
+fn loss(sent: u64, received: u64) -> Option<f64> {
+    (sent > 0).then(|| sent.saturating_sub(received) as f64 / sent as f64 * 100.0)
+}
+
+/// Every track the policy promised to every classroom, checked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrackCheck {
+    /// (receiver, track) pairs the policy promised over the whole window.
+    pub promised: u64,
+    /// Of those, the ones that arrived and kept arriving.
+    pub ok: u64,
+    /// Pairs not checked because a classroom of the pair left and rejoined in the window.
+    pub not_checked: u64,
+    /// One line per promised track that never arrived ("missing") or stopped ("dead").
+    pub problems: Vec<String>,
 }
 
 /// When the tool and a spawned server together use this share of the host's cores, the host is
@@ -79,6 +114,99 @@ impl HostUsage {
     }
 }
 
+/// The server's `tandem_forward_delay_seconds` buckets as scraped once: `(le, cumulative count)`
+/// in the exposition's order, `le` as written (`"0.001"`, `"+Inf"`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScrapedBuckets {
+    /// When it was scraped, milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    pub buckets: Vec<(String, u64)>,
+}
+
+/// The server's forwarding-delay histogram at the start and at the end of the measured window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ForwardDelayWindow {
+    pub start: ScrapedBuckets,
+    pub end: ScrapedBuckets,
+}
+
+/// Percentiles read off bucketed counts: each is the upper bound of the bucket it falls in, in
+/// ms (so "p95 ≤ 0.3 ms"); `None` when it falls in the top, unbounded bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct BucketSummary {
+    /// Datagrams timed in the window.
+    pub count: u64,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl ForwardDelayWindow {
+    /// The window's percentiles (the end's counts minus the start's); `None` when the window
+    /// timed nothing or the two scrapes do not have the same buckets.
+    pub fn summary(&self) -> Option<BucketSummary> {
+        let (a, b) = (&self.start.buckets, &self.end.buckets);
+        if a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.0 != y.0) {
+            return None;
+        }
+        let delta: Vec<(Option<f64>, u64)> = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| {
+                let le = x.0.parse::<f64>().ok().filter(|v| v.is_finite());
+                (le.map(|s| s * 1e3), y.1.saturating_sub(x.1))
+            })
+            .collect();
+        let count = delta.last().map_or(0, |(_, c)| *c);
+        if count == 0 {
+            return None;
+        }
+        let at_rank = |rank: u64| {
+            delta
+                .iter()
+                .find(|(_, cumulative)| *cumulative >= rank.max(1))
+                .and_then(|(le, _)| *le)
+        };
+        let quantile = |q: f64| at_rank((q * count as f64).ceil() as u64);
+        Some(BucketSummary {
+            count,
+            p50: quantile(0.50),
+            p95: quantile(0.95),
+            p99: quantile(0.99),
+            max: at_rank(count),
+        })
+    }
+}
+
+/// What the server's memory and CPU did over a soak: least-squares slopes of RSS and of CPU use
+/// over the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Soak {
+    /// How long the server was sampled, seconds.
+    pub secs: f64,
+    pub rss_mb_first: f64,
+    pub rss_mb_last: f64,
+    /// RSS growth, MiB per hour.
+    pub rss_mb_per_hour: f64,
+    /// Growth of CPU use, percentage points of one core per hour.
+    pub cpu_pct_per_hour: f64,
+}
+
+/// What the lesson script was set to produce, so that a figure it should have produced and did
+/// not is "not measured" (a failure) rather than silently absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Expected {
+    /// Votes the script casts (every remote classroom in every poll).
+    pub votes: u64,
+    /// The teacher draws on the board.
+    pub board_ops: bool,
+    /// The probe class runs.
+    pub probe: bool,
+    /// The run is a soak (`--soak`).
+    pub soak: bool,
+}
+
 /// A measured figure with one decimal and its unit, or "n/a" when it was not measured.
 pub fn optional(value: Option<f64>, unit: &str) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1} {unit}"))
@@ -92,48 +220,195 @@ pub struct SloOutcome {
     pub failures: Vec<String>,
 }
 
-/// The result of one load-test run.
+/// The result of one load-test run, or of several shards merged.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// Classes simulated.
     pub classes: u32,
     /// Classrooms simulated, master and remote, over all classes.
     pub classrooms: u32,
+    /// This run's share (`"I/N"`), or how many shard reports were merged (`"merged N"`);
+    /// `null` for a whole run.
+    pub shard: Option<String>,
     pub joins_ok: u32,
     pub joins_failed: u32,
     /// From opening the invite link to the first decodable (key)frame, ms.
-    pub time_to_first_frame_ms: Summary,
-    /// One-way media latency, sender to receiver through the server, ms.
-    pub media_latency_ms: Summary,
-    /// The part of the one-way latency the server adds (total minus the emulated links), ms.
-    pub sfu_added_latency_ms: Summary,
+    pub time_to_first_frame_ms: Option<Summary>,
+    /// One-way media latency to a frame's first packet, from its scheduled send time, ms.
+    pub media_latency_ms: Option<Summary>,
+    /// One-way latency to a frame's last packet (the frame complete), ms.
+    pub frame_latency_ms: Option<Summary>,
+    /// The server's own forwarding delay over the window, from its histogram (bucket bounds).
+    pub sfu_added_latency_ms: Option<BucketSummary>,
+    /// One-way latency of the probe class (two classrooms on loopback, no emulation), ms.
+    pub probe_one_way_latency_ms: Option<Summary>,
     /// From a board stroke sent to it shown in the other classrooms, ms.
-    pub board_op_latency_ms: Summary,
+    pub board_op_latency_ms: Option<Summary>,
     /// From a vote cast to it counted in the teacher's tally, ms.
-    pub vote_latency_ms: Summary,
-    /// Media packets lost after retransmission, percent of those sent.
-    pub packet_loss_pct: f64,
+    pub vote_latency_ms: Option<Summary>,
+    /// How late the media generators ran against their schedule, ms.
+    pub generator_lateness_ms: Option<Summary>,
+    /// The generators kept their schedule (p99 lateness ≤ the threshold, 5 ms by default).
+    pub trustworthy: bool,
+    /// Media packets lost, percent of those the senders sent in the window.
+    pub packet_loss_pct: Option<f64>,
     pub packet_loss_by_kind_pct: LossByKind,
-    /// Video gaps longer than [`crate::stats::FREEZE_GAP`], over all receivers.
+    pub packets: PacketCounts,
+    /// Video gaps longer than [`crate::stats::FREEZE_GAP`] (a stopped track's silence included),
+    /// over all promised video tracks, and their total length.
     pub freezes: u64,
+    pub freeze_secs: f64,
+    pub tracks: TrackCheck,
     pub server: ServerUsage,
     pub host: HostUsage,
-    pub slo: SloOutcome,
-    /// Length of the measured window, seconds. Not part of the JSON (its key set is fixed); the
-    /// runner sets it so that [`slo::evaluate`] can rate freezes per classroom-minute.
-    #[serde(skip)]
+    pub soak: Option<Soak>,
+    /// Length of the measured window, seconds.
     pub duration_secs: f64,
+    pub expected: Expected,
+    /// Raw latencies (µs), from which the summaries above are derived.
+    pub histograms: Histograms,
+    pub server_forward_delay: Option<ForwardDelayWindow>,
+    pub thresholds: SloThresholds,
+    pub slo: SloOutcome,
+}
+
+/// Why shard reports cannot be merged.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum MergeError {
+    #[error("nothing to merge")]
+    Empty,
+    #[error("the shards were run with different SLO thresholds")]
+    Thresholds,
+    #[error("the shards measured windows of different lengths ({0} s and {1} s)")]
+    Durations(f64, f64),
 }
 
 impl Report {
+    /// Sets every figure from the raw material (histograms, counts, server buckets) and applies
+    /// the objectives; returns whether they held.
+    pub fn derive(&mut self) -> bool {
+        let summary = |name: &str| {
+            self.histograms
+                .get(name)
+                .and_then(|h| Summary::of_histogram(&h.to_histogram()))
+        };
+        self.time_to_first_frame_ms = summary(hist::TIME_TO_FIRST_FRAME);
+        self.media_latency_ms = summary(hist::MEDIA_FIRST_PACKET);
+        self.frame_latency_ms = summary(hist::MEDIA_FRAME);
+        self.probe_one_way_latency_ms = summary(hist::PROBE_ONE_WAY);
+        self.board_op_latency_ms = summary(hist::BOARD_OP);
+        self.vote_latency_ms = summary(hist::VOTE);
+        self.generator_lateness_ms = summary(hist::GENERATOR_LATENESS);
+        self.trustworthy = self
+            .generator_lateness_ms
+            .is_some_and(|l| l.p99 <= self.thresholds.generator_late_p99_ms);
+        self.sfu_added_latency_ms = self
+            .server_forward_delay
+            .as_ref()
+            .and_then(ForwardDelayWindow::summary);
+        let p = self.packets;
+        self.packet_loss_pct = loss(
+            p.audio_sent + p.video_sent,
+            p.audio_received + p.video_received,
+        );
+        self.packet_loss_by_kind_pct = LossByKind {
+            audio: loss(p.audio_sent, p.audio_received),
+            video: loss(p.video_sent, p.video_received),
+        };
+        let thresholds = self.thresholds.clone();
+        self.apply_slo(&thresholds)
+    }
+
     /// Evaluates the objectives and stores the outcome in `self.slo`; returns whether they held.
     pub fn apply_slo(&mut self, thresholds: &SloThresholds) -> bool {
+        self.thresholds = thresholds.clone();
         let failures = slo::evaluate(self, thresholds);
         self.slo = SloOutcome {
             passed: failures.is_empty(),
             failures,
         };
         self.slo.passed
+    }
+
+    /// The shards' reports as one: counts and histograms added, the server's forwarding delay
+    /// over the union of their windows (the earliest start scrape to the latest end scrape, as
+    /// every shard scrapes the same server), its CPU and memory the highest any shard saw, and
+    /// every figure derived again from that.
+    pub fn merge(shards: &[Report]) -> Result<Report, MergeError> {
+        let first = shards.first().ok_or(MergeError::Empty)?;
+        let mut m = Report {
+            shard: Some(format!("merged {}", shards.len())),
+            duration_secs: first.duration_secs,
+            thresholds: first.thresholds.clone(),
+            trustworthy: true,
+            ..Report::default()
+        };
+        let mut hist: BTreeMap<String, hdrhistogram::Histogram<u64>> = BTreeMap::new();
+        let max = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            (x, y) => x.or(y),
+        };
+        for r in shards {
+            if r.thresholds != first.thresholds {
+                return Err(MergeError::Thresholds);
+            }
+            if (r.duration_secs - first.duration_secs).abs() > 0.5 {
+                return Err(MergeError::Durations(first.duration_secs, r.duration_secs));
+            }
+            m.classes += r.classes;
+            m.classrooms += r.classrooms;
+            m.joins_ok += r.joins_ok;
+            m.joins_failed += r.joins_failed;
+            m.packets += r.packets;
+            m.freezes += r.freezes;
+            m.freeze_secs += r.freeze_secs;
+            m.tracks.promised += r.tracks.promised;
+            m.tracks.ok += r.tracks.ok;
+            m.tracks.not_checked += r.tracks.not_checked;
+            m.tracks.problems.extend(r.tracks.problems.iter().cloned());
+            m.expected.votes += r.expected.votes;
+            m.expected.board_ops |= r.expected.board_ops;
+            m.expected.probe |= r.expected.probe;
+            m.expected.soak |= r.expected.soak;
+            m.server.cpu_pct_avg = max(m.server.cpu_pct_avg, r.server.cpu_pct_avg);
+            m.server.rss_mb_peak = max(m.server.rss_mb_peak, r.server.rss_mb_peak);
+            m.host.cores = m.host.cores.max(r.host.cores);
+            m.host.loadgen_cpu_pct_avg =
+                max(m.host.loadgen_cpu_pct_avg, r.host.loadgen_cpu_pct_avg);
+            m.host.saturated |= r.host.saturated;
+            if let Some(s) = r.soak {
+                m.soak = Some(match m.soak {
+                    Some(prev) if prev.rss_mb_per_hour >= s.rss_mb_per_hour => prev,
+                    _ => s,
+                });
+            }
+            for (name, h) in &r.histograms {
+                let h = h.to_histogram();
+                match hist.get_mut(name) {
+                    Some(acc) => {
+                        let _ = acc.add(&h);
+                    }
+                    None => {
+                        hist.insert(name.clone(), h);
+                    }
+                }
+            }
+            if let Some(w) = &r.server_forward_delay {
+                let u = m.server_forward_delay.get_or_insert_with(|| w.clone());
+                if w.start.unix_ms < u.start.unix_ms {
+                    u.start = w.start.clone();
+                }
+                if w.end.unix_ms > u.end.unix_ms {
+                    u.end = w.end.clone();
+                }
+            }
+        }
+        m.histograms = hist
+            .iter()
+            .map(|(k, h)| (k.clone(), HistogramJson::of(h)))
+            .collect();
+        m.derive();
+        Ok(m)
     }
 
     pub fn to_json(&self) -> serde_json::Result<String> {
@@ -157,14 +432,31 @@ impl Report {
         }
     }
 
-    /// The latency figures with their names, in the order the summaries show them.
-    pub fn latency_rows(&self) -> [(&'static str, &Summary); 5] {
-        [
-            ("time to first frame", &self.time_to_first_frame_ms),
-            ("media one-way", &self.media_latency_ms),
-            ("added by server", &self.sfu_added_latency_ms),
-            ("board op", &self.board_op_latency_ms),
-            ("vote", &self.vote_latency_ms),
+    /// The latency figures with their names and cells (p50, p95, p99, max), in the order the
+    /// summaries show them; "n/a" when not measured, "≤ x" for bucket bounds.
+    pub fn latency_rows(&self) -> Vec<(&'static str, [String; 4])> {
+        let cells = |s: &Option<Summary>| match s {
+            Some(s) => [s.p50, s.p95, s.p99, s.max].map(|v| format!("{v:.1}")),
+            None => std::array::from_fn(|_| "n/a".to_owned()),
+        };
+        let bound = |v: Option<f64>| match v {
+            Some(v) if v < 1.0 => format!("≤{v:.3}"),
+            Some(v) => format!("≤{v:.1}"),
+            None => ">100".to_owned(),
+        };
+        let server = match &self.sfu_added_latency_ms {
+            Some(b) => [b.p50, b.p95, b.p99, b.max].map(bound),
+            None => std::array::from_fn(|_| "n/a".to_owned()),
+        };
+        vec![
+            ("time to first frame", cells(&self.time_to_first_frame_ms)),
+            ("media first packet", cells(&self.media_latency_ms)),
+            ("media frame (last packet)", cells(&self.frame_latency_ms)),
+            ("added by server", server),
+            ("probe class one-way", cells(&self.probe_one_way_latency_ms)),
+            ("board op", cells(&self.board_op_latency_ms)),
+            ("vote", cells(&self.vote_latency_ms)),
+            ("generator lateness", cells(&self.generator_lateness_ms)),
         ]
     }
 
@@ -173,29 +465,45 @@ impl Report {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "classes {}  classrooms {}  joins ok {}  failed {}",
-            self.classes, self.classrooms, self.joins_ok, self.joins_failed
+            "classes {}  classrooms {}  joins ok {}  failed {}{}",
+            self.classes,
+            self.classrooms,
+            self.joins_ok,
+            self.joins_failed,
+            self.shard
+                .as_ref()
+                .map(|s| format!("  (shard {s})"))
+                .unwrap_or_default()
         );
         let _ = writeln!(
             t,
             "{:<26} {:>9} {:>9} {:>9} {:>9}",
             "latency (ms)", "p50", "p95", "p99", "max"
         );
-        for (name, s) in self.latency_rows() {
+        for (name, c) in self.latency_rows() {
             let _ = writeln!(
                 t,
-                "{name:<26} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-                s.p50, s.p95, s.p99, s.max
+                "{name:<26} {:>9} {:>9} {:>9} {:>9}",
+                c[0], c[1], c[2], c[3]
             );
         }
+        let pct = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.2} %"));
         let _ = writeln!(
             t,
-            "packet loss {:.2} % (audio {:.2} %, video {:.2} %)  freezes {} ({:.2} per classroom-minute)",
-            self.packet_loss_pct,
-            self.packet_loss_by_kind_pct.audio,
-            self.packet_loss_by_kind_pct.video,
+            "packet loss {} of {} sent (audio {}, video {})  freezes {} ({:.2} per \
+             classroom-minute, {:.1} s frozen)",
+            pct(self.packet_loss_pct),
+            self.packets.audio_sent + self.packets.video_sent,
+            pct(self.packet_loss_by_kind_pct.audio),
+            pct(self.packet_loss_by_kind_pct.video),
             self.freezes,
-            self.freezes_per_classroom_minute()
+            self.freezes_per_classroom_minute(),
+            self.freeze_secs
+        );
+        let _ = writeln!(
+            t,
+            "promised tracks {}: {} arrived throughout, {} not checked (rejoins)",
+            self.tracks.promised, self.tracks.ok, self.tracks.not_checked
         );
         let _ = writeln!(
             t,
@@ -203,12 +511,28 @@ impl Report {
             optional(self.server.cpu_pct_avg, "%"),
             optional(self.server.rss_mb_peak, "MiB")
         );
+        if let Some(s) = &self.soak {
+            let _ = writeln!(
+                t,
+                "soak {:.0} s: rss {:.1} → {:.1} MiB ({:+.1} MiB/h), cpu {:+.1} points/h",
+                s.secs, s.rss_mb_first, s.rss_mb_last, s.rss_mb_per_hour, s.cpu_pct_per_hour
+            );
+        }
         let _ = writeln!(
             t,
             "load generator cpu avg {} of {} cores",
             optional(self.host.loadgen_cpu_pct_avg, "%"),
             self.host.cores
         );
+        if !self.trustworthy {
+            let _ = writeln!(
+                t,
+                "WARNING: NOT TRUSTWORTHY: the media generator ran late against its schedule \
+                 (p99 lateness {} > {} ms): this host could not send the load it was asked to",
+                optional(self.generator_lateness_ms.map(|l| l.p99), "ms"),
+                self.thresholds.generator_late_p99_ms
+            );
+        }
         if self.host.saturated {
             let _ = writeln!(
                 t,
@@ -233,135 +557,209 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::{new_histogram, record_us};
     use serde_json::Value;
+    use std::time::Duration;
 
-    fn sample() -> Report {
-        Report {
+    fn hist_ms(values: &[f64]) -> HistogramJson {
+        let mut h = new_histogram();
+        for v in values {
+            record_us(&mut h, Duration::from_secs_f64(v / 1e3));
+        }
+        HistogramJson::of(&h)
+    }
+
+    fn buckets(unix_ms: u64, counts: [u64; 4]) -> ScrapedBuckets {
+        ScrapedBuckets {
+            unix_ms,
+            buckets: ["0.0001", "0.0005", "0.001", "+Inf"]
+                .iter()
+                .zip(counts)
+                .map(|(le, c)| ((*le).to_owned(), c))
+                .collect(),
+        }
+    }
+
+    /// A healthy shard: every figure measured.
+    pub(crate) fn sample() -> Report {
+        let mut r = Report {
             classes: 2,
             classrooms: 6,
             joins_ok: 6,
             joins_failed: 0,
-            time_to_first_frame_ms: Summary {
-                p50: 800.0,
-                p95: 1200.0,
-                p99: 1500.0,
-                max: 1600.0,
+            packets: PacketCounts {
+                audio_sent: 1000,
+                audio_received: 996,
+                video_sent: 3000,
+                video_received: 2997,
             },
-            media_latency_ms: Summary::of(&[45.0, 50.0, 62.0]),
-            sfu_added_latency_ms: Summary::of(&[0.4, 0.8, 2.0]),
-            board_op_latency_ms: Summary::of(&[30.0]),
-            vote_latency_ms: Summary::of(&[40.0]),
-            packet_loss_pct: 0.2,
-            packet_loss_by_kind_pct: LossByKind::from_counts((1000, 4), (3000, 4)),
             freezes: 1,
+            freeze_secs: 0.4,
+            tracks: TrackCheck {
+                promised: 20,
+                ok: 20,
+                not_checked: 0,
+                problems: vec![],
+            },
             server: ServerUsage {
                 cpu_pct_avg: Some(12.5),
                 rss_mb_peak: None,
             },
             host: HostUsage::new(2, Some(40.0), Some(12.5)),
-            slo: SloOutcome {
-                passed: true,
-                failures: vec![],
-            },
             duration_secs: 60.0,
+            expected: Expected {
+                votes: 2,
+                board_ops: true,
+                probe: true,
+                soak: false,
+            },
+            server_forward_delay: Some(ForwardDelayWindow {
+                start: buckets(1_000, [10, 20, 20, 20]),
+                end: buckets(61_000, [910, 1_000, 1_019, 1_020]),
+            }),
+            ..Report::default()
+        };
+        for (name, v) in [
+            (hist::TIME_TO_FIRST_FRAME, &[800.0, 1200.0, 1500.0][..]),
+            (hist::MEDIA_FIRST_PACKET, &[45.0, 50.0, 62.0]),
+            (hist::MEDIA_FRAME, &[46.0, 52.0, 70.0]),
+            (hist::PROBE_ONE_WAY, &[0.4, 0.8, 2.0]),
+            (hist::BOARD_OP, &[30.0]),
+            (hist::VOTE, &[40.0, 41.0]),
+            (hist::GENERATOR_LATENESS, &[0.05, 0.1, 0.3]),
+        ] {
+            r.histograms.insert(name.to_owned(), hist_ms(v));
         }
+        r.thresholds = SloThresholds::default();
+        r.derive();
+        r
     }
 
     #[test]
-    fn json_has_exactly_the_documented_keys_and_shapes() {
-        let v: Value = serde_json::from_str(&sample().to_json().unwrap()).unwrap();
-        let obj = v.as_object().unwrap();
-        let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
-        keys.sort();
-        let mut expected = vec![
-            "classes",
-            "classrooms",
-            "joins_ok",
-            "joins_failed",
+    fn figures_derive_from_the_raw_material() {
+        let r = sample();
+        assert!(r.slo.passed, "{:?}", r.slo.failures);
+        assert!(r.trustworthy);
+        let m = r.media_latency_ms.unwrap();
+        assert!(
+            (m.p50 - 50.0).abs() < 0.05 && (m.max - 62.0).abs() < 0.07,
+            "{m:?}"
+        );
+        assert!((r.packet_loss_pct.unwrap() - 7.0 / 40.0).abs() < 1e-9);
+        assert!((r.packet_loss_by_kind_pct.audio.unwrap() - 0.4).abs() < 1e-9);
+        // 1000 datagrams in the window: 900 ≤ 0.1 ms, 80 ≤ 0.5 ms, 19 ≤ 1 ms, 1 above.
+        let s = r.sfu_added_latency_ms.unwrap();
+        assert_eq!(s.count, 1000);
+        assert_eq!((s.p50, s.p95, s.p99), (Some(0.1), Some(0.5), Some(1.0)));
+        assert_eq!(s.max, None, "the slowest is beyond the top bucket");
+    }
+
+    #[test]
+    fn nothing_measured_is_null_and_fails() {
+        let mut r = sample();
+        r.histograms.clear();
+        r.server_forward_delay = None;
+        r.packets = PacketCounts::default();
+        r.derive();
+        let v: Value = serde_json::from_str(&r.to_json().unwrap()).unwrap();
+        for k in [
             "time_to_first_frame_ms",
             "media_latency_ms",
+            "frame_latency_ms",
             "sfu_added_latency_ms",
+            "probe_one_way_latency_ms",
             "board_op_latency_ms",
             "vote_latency_ms",
             "packet_loss_pct",
-            "packet_loss_by_kind_pct",
-            "freezes",
-            "server",
-            "host",
-            "slo",
-        ];
-        expected.sort();
-        assert_eq!(keys, expected);
-
-        for k in [
-            "classes",
-            "classrooms",
-            "joins_ok",
-            "joins_failed",
-            "freezes",
         ] {
-            assert!(obj[k].is_u64(), "{k} is a count");
+            assert!(v[k].is_null(), "{k}: {}", v[k]);
         }
-        assert!(obj["packet_loss_pct"].is_number());
-        for k in [
-            "time_to_first_frame_ms",
-            "media_latency_ms",
-            "sfu_added_latency_ms",
-            "board_op_latency_ms",
-            "vote_latency_ms",
+        assert!(!r.trustworthy, "an unmeasured generator is not trusted");
+        for name in [
+            "time_to_first_frame_ms not measured",
+            "media_latency_ms not measured",
+            "sfu_added_latency_ms not measured",
+            "probe class not measured",
+            "board_op_latency_ms not measured",
+            "votes: 0 of 2 measured",
+            "packet_loss_pct not measured",
+            "generator lateness not measured",
         ] {
-            let s = obj[k]
-                .as_object()
-                .unwrap_or_else(|| panic!("{k} is an object"));
-            let mut sk: Vec<&str> = s.keys().map(String::as_str).collect();
-            sk.sort();
-            assert_eq!(sk, ["max", "p50", "p95", "p99"], "{k}");
-            assert!(s.values().all(Value::is_number), "{k}");
+            assert!(
+                r.slo.failures.iter().any(|f| f.starts_with(name)),
+                "{name} in {:#?}",
+                r.slo.failures
+            );
         }
-        let server = obj["server"].as_object().unwrap();
-        assert_eq!(server.len(), 2);
-        assert_eq!(server["cpu_pct_avg"], 12.5);
-        assert!(server["rss_mb_peak"].is_null());
-        assert_eq!(obj["packet_loss_by_kind_pct"]["audio"], 0.4);
-        assert!(obj["packet_loss_by_kind_pct"]["video"].is_number());
-        let host = obj["host"].as_object().unwrap();
-        assert_eq!(host.len(), 3);
-        assert_eq!(host["cores"], 2);
-        assert_eq!(host["loadgen_cpu_pct_avg"], 40.0);
-        assert_eq!(host["saturated"], false);
-        let slo = obj["slo"].as_object().unwrap();
-        assert_eq!(slo.len(), 2);
-        assert_eq!(slo["passed"], true);
-        assert!(slo["failures"].is_array());
-        assert_eq!(obj["media_latency_ms"]["p50"], 50.0);
+        assert!(r.summary_table().contains("n/a"));
     }
 
     #[test]
     fn json_round_trips() {
         let r = sample();
         let back: Report = serde_json::from_str(&r.to_json().unwrap()).unwrap();
-        assert_eq!(
-            back,
-            Report {
-                duration_secs: 0.0,
-                ..r
-            }
-        );
+        assert_eq!(back, r);
     }
 
     #[test]
-    fn apply_slo_records_the_outcome_and_the_table_shows_it() {
+    fn shards_merge_into_the_figures_of_all_their_samples() {
+        let a = sample();
+        let mut b = sample();
+        b.histograms.insert(
+            hist::MEDIA_FIRST_PACKET.to_owned(),
+            hist_ms(&[100.0, 110.0, 120.0, 130.0, 140.0]),
+        );
+        b.joins_failed = 1;
+        b.server_forward_delay = Some(ForwardDelayWindow {
+            start: buckets(500, [5, 5, 5, 5]),
+            end: buckets(60_000, [900, 1_000, 1_010, 1_010]),
+        });
+        b.server.rss_mb_peak = Some(80.0);
+        b.derive();
+        let m = Report::merge(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(m.shard.as_deref(), Some("merged 2"));
+        assert_eq!((m.classes, m.classrooms, m.joins_failed), (4, 12, 1));
+        assert_eq!(m.packets.video_sent, 6000);
+        // Eight samples 45, 50, 62, 100 … 140: the median is the 4th, p95 the 8th.
+        let media = m.media_latency_ms.unwrap();
+        assert!((media.p50 - 100.0).abs() < 0.1, "{media:?}");
+        assert!((media.p95 - 140.0).abs() < 0.1, "{media:?}");
+        // The server window runs from b's start (earlier) to a's end (later).
+        let w = m.server_forward_delay.as_ref().unwrap();
+        assert_eq!((w.start.unix_ms, w.end.unix_ms), (500, 61_000));
+        assert_eq!(m.sfu_added_latency_ms.unwrap().count, 1015);
+        assert_eq!(m.server.rss_mb_peak, Some(80.0));
+        assert!(!m.slo.passed, "a shard's failed join fails the merge");
+        // Merging is order-independent and a lone shard merges into itself.
+        assert_eq!(
+            Report::merge(&[b, a.clone()]).unwrap().media_latency_ms,
+            m.media_latency_ms
+        );
+        let one = Report::merge(std::slice::from_ref(&a)).unwrap();
+        assert_eq!(one.media_latency_ms, a.media_latency_ms);
+        assert_eq!(Report::merge(&[]), Err(MergeError::Empty));
+        let mut other = sample();
+        other.thresholds.packet_loss_pct = 5.0;
+        assert_eq!(Report::merge(&[a, other]), Err(MergeError::Thresholds));
+    }
+
+    #[test]
+    fn a_late_generator_makes_the_run_untrustworthy() {
         let mut r = sample();
-        assert!(r.apply_slo(&SloThresholds::default()));
-        assert!(r.summary_table().contains("SLO: passed"));
-        r.joins_failed = 1;
-        assert!(!r.apply_slo(&SloThresholds::default()));
-        assert!(!r.slo.passed);
-        assert_eq!(r.slo.failures.len(), 1);
-        let table = r.summary_table();
-        assert!(table.contains("SLO: FAILED"), "{table}");
-        assert!(table.contains("joins_failed"), "{table}");
-        assert!(table.contains("12.5 %"), "{table}");
+        let late: Vec<f64> = (0..100).map(|i| if i < 97 { 0.2 } else { 9.0 }).collect();
+        r.histograms
+            .insert(hist::GENERATOR_LATENESS.to_owned(), hist_ms(&late));
+        r.derive();
+        assert!(!r.trustworthy);
+        assert!(r.summary_table().contains("NOT TRUSTWORTHY"));
+        assert!(
+            r.slo
+                .failures
+                .iter()
+                .any(|f| f.starts_with("generator late")),
+            "{:?}",
+            r.slo.failures
+        );
     }
 
     #[test]

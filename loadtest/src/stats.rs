@@ -5,11 +5,59 @@
 //! Percentiles use the **nearest-rank** method: the p-th percentile of `n` sorted values is the
 //! value at rank `ceil(p / 100 × n)` (1-based). It is always one of the measured values, never an
 //! interpolation between two, so "p95 = 182 ms" means a real frame took 182 ms; and the p100 is
-//! the maximum. An empty set summarises to all zeros (nothing measured, nothing to fail).
+//! the maximum. An empty set has no summary (`None`): the report says "not measured" and the SLO
+//! on it fails.
+//!
+//! The report's figures come from HdrHistograms (microseconds, 3 significant digits, so a
+//! percentile is within 0.1 % of a measured value), which the JSON carries, so that the reports
+//! of several shards merge into exactly the figures one run over all their samples would give.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+
+/// Highest value a histogram holds, µs (an hour); larger values are clamped to it.
+const HISTOGRAM_MAX_US: u64 = 3_600_000_000;
+
+/// An empty histogram of microseconds, 1 µs to an hour, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, 3).expect("constant bounds are valid")
+}
+
+/// Records a duration in µs (at least 1 µs, at most an hour).
+pub fn record_us(h: &mut Histogram<u64>, d: Duration) {
+    let us = (d.as_micros() as u64).clamp(1, HISTOGRAM_MAX_US);
+    let _ = h.record(us);
+}
+
+/// A histogram as JSON: `[[value_us, count], …]` over its non-empty bins (each value the highest
+/// equivalent value of its bin, so recording it again lands in the same bin: lossless).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HistogramJson(pub Vec<[u64; 2]>);
+
+impl HistogramJson {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        Self(
+            h.iter_recorded()
+                .map(|v| [v.value_iterated_to(), v.count_at_value()])
+                .collect(),
+        )
+    }
+
+    pub fn to_histogram(&self) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for [value, count] in &self.0 {
+            let _ = h.record_n((*value).clamp(1, HISTOGRAM_MAX_US), *count);
+        }
+        h
+    }
+}
+
+/// Named histograms as the report carries them.
+pub type Histograms = BTreeMap<String, HistogramJson>;
 
 /// A gap between two frames longer than this is a freeze a person would notice.
 pub const FREEZE_GAP: Duration = Duration::from_millis(300);
@@ -24,6 +72,20 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Summarises a histogram of microseconds in milliseconds; `None` when it is empty.
+    pub fn of_histogram(h: &Histogram<u64>) -> Option<Self> {
+        if h.is_empty() {
+            return None;
+        }
+        let ms = |us: u64| us as f64 / 1e3;
+        Some(Self {
+            p50: ms(h.value_at_quantile(0.50)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        })
+    }
+
     /// Summarises `values` (any order; NaNs are ignored). Empty: all zeros.
     pub fn of(values: &[f64]) -> Self {
         let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
@@ -150,6 +212,31 @@ impl LatencyRecorder {
         Summary::of_sorted(&self.sorted_values())
     }
 
+    /// The values (milliseconds) as a histogram of microseconds.
+    pub fn histogram(&self) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for s in &self.samples {
+            if s.value.is_finite() && s.value >= 0.0 {
+                record_us(&mut h, Duration::from_secs_f64(s.value / 1e3));
+            }
+        }
+        h
+    }
+
+    /// A recorder holding a histogram's values (all at time 0: a merged report has no time
+    /// axis), for the CDF of the HTML page.
+    pub fn from_histogram(start: Instant, h: &Histogram<u64>) -> Self {
+        let mut r = Self::new(start);
+        for v in h.iter_recorded() {
+            let ms = v.value_iterated_to() as f64 / 1e3;
+            r.samples.extend(std::iter::repeat_n(
+                Sample { t: 0.0, value: ms },
+                v.count_at_value() as usize,
+            ));
+        }
+        r
+    }
+
     /// Empirical CDF as `(value, fraction ≤ value)` points, at most `max_points` of them (evenly
     /// spaced in rank, always including the minimum and the maximum).
     pub fn cdf(&self, max_points: usize) -> Vec<(f64, f64)> {
@@ -271,9 +358,96 @@ impl JitterEstimator {
     }
 }
 
+/// A video track's freezes over a stretch of time: gaps between frame arrivals longer than
+/// `threshold`, where the stretch's start and end count as arrivals, so a track that stops (or
+/// never starts) freezes until the end (from the start). Returns (freezes, frozen time).
+pub fn freezes_in(
+    arrivals: &[Instant],
+    from: Instant,
+    to: Instant,
+    threshold: Duration,
+) -> (u64, Duration) {
+    let mut points: Vec<Instant> = arrivals
+        .iter()
+        .copied()
+        .filter(|t| *t >= from && *t <= to)
+        .collect();
+    points.push(from);
+    points.push(to);
+    points.sort();
+    points
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|gap| *gap > threshold)
+        .fold((0, Duration::ZERO), |(n, total), gap| (n + 1, total + gap))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stopped_or_absent_track_freezes_until_the_end() {
+        let t0 = Instant::now();
+        let every_33ms: Vec<Instant> = (0..30).map(|i| t0 + ms(33 * i)).collect();
+        // Frames for the first second of ten: one freeze of about nine seconds.
+        let (n, frozen) = freezes_in(&every_33ms, t0, t0 + ms(10_000), FREEZE_GAP);
+        assert_eq!(n, 1);
+        assert_eq!(frozen, ms(10_000 - 33 * 29));
+        // Nothing at all: the whole stretch.
+        assert_eq!(
+            freezes_in(&[], t0, t0 + ms(5_000), FREEZE_GAP),
+            (1, ms(5_000))
+        );
+        // Steady frames: none.
+        let steady: Vec<Instant> = (0..=300).map(|i| t0 + ms(33 * i)).collect();
+        assert_eq!(
+            freezes_in(&steady, t0, t0 + ms(9_900), FREEZE_GAP),
+            (0, Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn histograms_round_trip_through_json_and_merge_exactly() {
+        let mut a = new_histogram();
+        let mut b = new_histogram();
+        for us in 1..=1000u64 {
+            record_us(&mut a, Duration::from_micros(us * 50));
+        }
+        for us in 1..=3000u64 {
+            record_us(&mut b, Duration::from_micros(20_000 + us * 7));
+        }
+        let text = serde_json::to_string(&HistogramJson::of(&a)).unwrap();
+        let back: HistogramJson = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.to_histogram(), a);
+        // Merging two shards' JSON gives what one histogram of every sample gives.
+        let mut merged = HistogramJson::of(&a).to_histogram();
+        merged.add(HistogramJson::of(&b).to_histogram()).unwrap();
+        let mut all = a.clone();
+        all.add(&b).unwrap();
+        assert_eq!(Summary::of_histogram(&merged), Summary::of_histogram(&all));
+        // The merged percentiles are those of the raw samples, to the histogram's 0.1 %.
+        let mut raw: Vec<f64> = (1..=1000u64)
+            .map(|us| (us * 50) as f64 / 1e3)
+            .chain((1..=3000u64).map(|us| (20_000 + us * 7) as f64 / 1e3))
+            .collect();
+        raw.sort_by(f64::total_cmp);
+        let exact = Summary::of_sorted(&raw);
+        let s = Summary::of_histogram(&merged).unwrap();
+        for (got, want) in [(s.p50, exact.p50), (s.p95, exact.p95), (s.max, exact.max)] {
+            assert!((got - want).abs() <= want * 0.001, "{s:?} vs {exact:?}");
+        }
+        // Averaging the two shards' medians would not give the median of all.
+        let (ma, mb) = (
+            Summary::of_histogram(&a).unwrap().p50,
+            Summary::of_histogram(&b).unwrap().p50,
+        );
+        assert!(
+            ((ma + mb) / 2.0 - exact.p50).abs() > 1.0,
+            "{ma} {mb} {exact:?}"
+        );
+        assert_eq!(Summary::of_histogram(&new_histogram()), None);
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -38,8 +38,31 @@ pub fn binding_request_ufrag(datagram: &[u8]) -> Option<&str> {
     None
 }
 
+/// Whether a datagram is (S)RTP media, not RTCP: RFC 7983 puts RTP and RTCP at first byte
+/// 128..=191, and RFC 5761 §4 tells them apart by the second byte (RTCP packet types 192..=223
+/// leave 64..=95 once the marker bit is masked off). SRTP keeps that header in the clear.
+pub fn is_rtp(datagram: &[u8]) -> bool {
+    datagram.len() >= 12
+        && (128..=191).contains(&datagram[0])
+        && !(64..=95).contains(&(datagram[1] & 0x7f))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rtp_is_told_from_rtcp_stun_and_dtls() {
+        // RTP, VP8 payload type 96 with and without the marker bit.
+        assert!(is_rtp(&[0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]));
+        assert!(is_rtp(&[0x80, 0x80 | 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]));
+        // RTCP receiver report (201) and PLI (206).
+        assert!(!is_rtp(&[0x81, 201, 0, 7, 0, 0, 0, 0, 0, 0, 0, 1]));
+        assert!(!is_rtp(&[0x81, 206, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1]));
+        // A DTLS record (20..=63) and a STUN message (0..=3); a runt.
+        assert!(!is_rtp(&[23, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 1]));
+        assert!(!is_rtp(&[0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 0, 0, 0, 0]));
+        assert!(!is_rtp(&[0x80, 96]));
+    }
+
     use super::*;
 
     fn binding_request(username: &str) -> Vec<u8> {

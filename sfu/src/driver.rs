@@ -102,12 +102,26 @@ async fn run(
     metrics: Arc<SfuMetrics>,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    // When the last datagram arrived and how many RTP packets it made the router forward: the
+    // next RTP datagrams sent (at most that many) are its forwarded copies, timed for
+    // `tandem_forward_delay_seconds`.
+    let mut forwarded_from: Option<(Instant, u64)> = None;
     loop {
         while let Some(out) = router.poll_transmit() {
             if let Err(err) = socket.send_to(&out.data, out.to).await {
                 tracing::debug!(to = %out.to, %err, "media send failed");
             }
+            if let Some((received, left)) = forwarded_from.as_mut()
+                && *left > 0
+                && crate::demux::is_rtp(&out.data)
+            {
+                *left -= 1;
+                metrics
+                    .forward_delay
+                    .observe(received.elapsed().as_secs_f64());
+            }
         }
+        forwarded_from = None;
         while let Some(event) = router.poll_event() {
             let _ = events.send(event);
         }
@@ -127,7 +141,11 @@ async fn run(
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, from)) => {
                     metrics.datagrams_received.inc();
-                    router.handle_datagram(Instant::now(), local, from, &buf[..n]);
+                    let received = Instant::now();
+                    let before = metrics.packets_forwarded.get();
+                    router.handle_datagram(received, local, from, &buf[..n]);
+                    let forwarded = metrics.packets_forwarded.get().saturating_sub(before);
+                    forwarded_from = (forwarded > 0).then_some((received, forwarded));
                 }
                 // ICMP port unreachable from a vanished peer surfaces here on some systems.
                 Err(err) => tracing::debug!(%err, "media receive failed"),

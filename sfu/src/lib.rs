@@ -14,6 +14,8 @@ pub mod metrics;
 pub mod policy;
 pub mod router;
 pub mod sdp;
+/// In-memory peers and fake time for tests and benchmarks; not part of the server build.
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod track;
 pub mod transport;

@@ -104,6 +104,11 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     };
     let app = http::routes(state);
     let task = tokio::spawn(async move {
+        // TCP_NODELAY: a board op or a vote is one small frame; Nagle would hold it back for
+        // the peer's delayed ACK (tens of ms).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         if let Err(err) = axum::serve(listener, app).await {
             tracing::error!(%err, "HTTP server stopped");
         }
