@@ -8,6 +8,9 @@ command -v cmake >/dev/null || need_apt+=(cmake)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 pkg-config --exists opus 2>/dev/null || need_apt+=(libopus-dev)
 if [ -d tests/browser ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
+# Firefox joins a lesson too (tests/browser/firefox.test.mjs), inside a network namespace (iproute2).
+if [ -d tests/browser ] && [ ! -x /usr/bin/firefox-esr ]; then need_apt+=(firefox-esr); fi
+if [ -d tests/browser ] && ! command -v ip >/dev/null; then need_apt+=(iproute2); fi
 # A CJK font, so the Chinese pages are readable in the screenshots the browser tests save.
 if [ -d tests/browser ] && ! fc-list 2>/dev/null | grep -qi "wenquanyi\|wqy"; then need_apt+=(fonts-wqy-microhei); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -26,7 +29,8 @@ cargo test --workspace --all-targets
 
 if [ -f package.json ] && [ -d web-client/test ]; then
   echo "== Browser client: logic tests (node --test)"
-  [ -d node_modules ] || npm install --no-audit --no-fund --silent
+  # Also when node_modules predates a package added to package.json.
+  [ -d node_modules/puppeteer-core ] || npm install --no-audit --no-fund --silent
   node --test web-client/test/
   if [ -d tests/browser ]; then
     echo "== Browser end to end (Debian chromium, playwright-core)"

@@ -128,12 +128,15 @@ async fn a_whep_display_checking_every_six_seconds_sees_the_encoder_for_thirty_s
         HttpOfferOutcome::Refused(status, body) => panic!("refused {status}: {body}"),
     };
     let _encoder = created(
-        HttpMediaSession::publish_checking_every(
+        HttpMediaSession::publish_with(
             &server.base,
             &class.class_id,
             &teacher_token,
             camera(),
-            Some(CHECK_EVERY),
+            ClientOptions {
+                consent_check_interval: Some(CHECK_EVERY),
+                ..ClientOptions::default()
+            },
         )
         .await
         .expect("WHIP publish"),

@@ -114,7 +114,7 @@ impl ClientOptions {
 
     /// With a link profile: starts a proxy for one leg towards the server candidate in `sdp`
     /// and returns the SDP pointing at the proxy. Without: `sdp` as it is.
-    async fn proxy_for(
+    pub(crate) async fn proxy_for(
         &self,
         leg_seed: u64,
         sdp: &str,
@@ -200,7 +200,13 @@ pub struct PublishedTrack {
 pub struct Classroom {
     pub classroom_id: String,
     pub session: String,
+    http_base: String,
+    token: String,
+    name: String,
     outgoing: mpsc::UnboundedSender<Message>,
+    /// What `outgoing` queues; the WebSocket writer of the moment drains it (a resumed
+    /// connection takes over what was queued while the link was down).
+    outgoing_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>>,
     messages: broadcast::Sender<ServerMessage>,
     log: Arc<Mutex<Vec<ServerMessage>>>,
     shared: Arc<Mutex<Shared>>,
@@ -421,13 +427,8 @@ impl Classroom {
         options: ClientOptions,
     ) -> anyhow::Result<Self> {
         let token = token_from_link(link_or_token).unwrap_or_else(|_| link_or_token.to_owned());
-        // TCP_NODELAY: each message is one small frame that must not wait for Nagle. (reqwest,
-        // the HTTP client, sets it by default.)
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(ws_url(http_base), None, true)
-            .await
-            .context("connecting the WebSocket")?;
-        let (mut sink, mut stream) = ws.split();
-        let (outgoing, mut outgoing_rx) = mpsc::unbounded_channel::<Message>();
+        let (outgoing, outgoing_rx) = mpsc::unbounded_channel::<Message>();
+        let outgoing_rx = Arc::new(tokio::sync::Mutex::new(outgoing_rx));
         let (messages, mut first) = broadcast::channel(1024);
         // Subscribed before `join` goes out, so no offer can slip past.
         let offers = messages.subscribe();
@@ -438,36 +439,21 @@ impl Classroom {
         }));
         let subscribe_pc: Arc<Mutex<Option<Arc<dyn PeerConnection>>>> = Arc::default();
 
-        let writer = tokio::spawn(async move {
-            while let Some(message) = outgoing_rx.recv().await {
-                if sink.send(message).await.is_err() {
-                    break;
-                }
-            }
-            let _ = sink.close().await;
-        });
-        let reader = {
-            let messages = messages.clone();
-            let log = log.clone();
-            tokio::spawn(async move {
-                while let Some(Ok(frame)) = stream.next().await {
-                    if let Message::Text(text) = frame
-                        && let Ok(message) = serde_json::from_str::<ServerMessage>(&text)
-                    {
-                        log.lock().push(message.clone());
-                        let _ = messages.send(message);
-                    }
-                }
-            })
-        };
-
         let join = ClientMessage::Join {
             v: 1,
-            token,
+            token: token.clone(),
             name: name.to_owned(),
             resume,
+            keep_media: false,
         };
-        outgoing.send(Message::text(serde_json::to_string(&join)?))?;
+        let (writer, reader) = open_socket(
+            http_base,
+            &join,
+            outgoing_rx.clone(),
+            messages.clone(),
+            log.clone(),
+        )
+        .await?;
         let welcome = tokio::time::timeout(Duration::from_secs(10), async {
             loop {
                 match first.recv().await {
@@ -489,7 +475,11 @@ impl Classroom {
         let mut classroom = Self {
             classroom_id: you.classroom_id.to_string(),
             session,
+            http_base: http_base.to_owned(),
+            token,
+            name: name.to_owned(),
             outgoing,
+            outgoing_rx,
             messages,
             log,
             shared,
@@ -805,6 +795,61 @@ impl Classroom {
         self.close().await;
     }
 
+    /// A WebSocket blip: the signaling connection drops without a word, stays down for `down`,
+    /// and resumes with `keep_media`; the peer connections are not touched. Returns the
+    /// `welcome` of the resumed connection.
+    pub async fn blip_websocket(&mut self, down: Duration) -> anyhow::Result<ServerMessage> {
+        // The first two tasks are the WebSocket's writer and reader; aborting them drops it.
+        for task in self.tasks.drain(..2) {
+            task.abort();
+        }
+        tokio::time::sleep(down).await;
+        let mut first = self.messages.subscribe();
+        let join = ClientMessage::Join {
+            v: 1,
+            token: self.token.clone(),
+            name: self.name.clone(),
+            resume: Some(self.session.clone()),
+            keep_media: true,
+        };
+        let (writer, reader) = open_socket(
+            &self.http_base,
+            &join,
+            self.outgoing_rx.clone(),
+            self.messages.clone(),
+            self.log.clone(),
+        )
+        .await?;
+        self.tasks.insert(0, reader);
+        self.tasks.insert(0, writer);
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match first.recv().await {
+                    Ok(m @ ServerMessage::Welcome { .. }) => return Ok(m),
+                    Ok(ServerMessage::Error { code, message, .. }) => {
+                        bail!("resume refused: {code:?}: {message}")
+                    }
+                    Ok(_) => continue,
+                    Err(err) => bail!("connection closed before welcome: {err}"),
+                }
+            }
+        })
+        .await
+        .context("waiting for welcome")?
+    }
+
+    /// Both media legs die (their peer connections close) while the WebSocket stays up.
+    pub async fn drop_media(&mut self) {
+        self.stop_media();
+        if let Some(pc) = self.publish_pc.take() {
+            let _ = pc.close().await;
+        }
+        let sub = self.subscribe_pc.lock().take();
+        if let Some(pc) = sub {
+            let _ = pc.close().await;
+        }
+    }
+
     /// Drop the connection without a word (a classroom whose link died).
     pub async fn close(&mut self) {
         self.stop_media();
@@ -856,6 +901,46 @@ async fn apply_local(
         .await
         .ok_or_else(|| anyhow!("no local description"))?
         .sdp)
+}
+
+/// Connect the WebSocket, send `join` first, then start its writer (draining `outgoing`) and its
+/// reader (logging and broadcasting what the server says). Returns (writer, reader).
+async fn open_socket(
+    http_base: &str,
+    join: &ClientMessage,
+    outgoing: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>>,
+    messages: broadcast::Sender<ServerMessage>,
+    log: Arc<Mutex<Vec<ServerMessage>>>,
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>)> {
+    // TCP_NODELAY: each message is one small frame that must not wait for Nagle. (reqwest,
+    // the HTTP client, sets it by default.)
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(ws_url(http_base), None, true)
+        .await
+        .context("connecting the WebSocket")?;
+    let (mut sink, mut stream) = ws.split();
+    sink.send(Message::text(serde_json::to_string(join)?))
+        .await
+        .context("sending join")?;
+    let writer = tokio::spawn(async move {
+        let mut outgoing = outgoing.lock().await;
+        while let Some(message) = outgoing.recv().await {
+            if sink.send(message).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(frame)) = stream.next().await {
+            if let Message::Text(text) = frame
+                && let Ok(message) = serde_json::from_str::<ServerMessage>(&text)
+            {
+                log.lock().push(message.clone());
+                let _ = messages.send(message);
+            }
+        }
+    });
+    Ok((writer, reader))
 }
 
 #[cfg(test)]

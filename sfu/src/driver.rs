@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::SfuMetrics;
 use crate::router::{Router, RouterEvent};
@@ -34,6 +34,12 @@ enum Command {
     Candidate(ClassroomId, Leg, RTCIceCandidateInit, Reply<()>),
     Tracks(ClassId, oneshot::Sender<Vec<TrackInfo>>),
     TransportCount(oneshot::Sender<usize>),
+    RestartSubscribeIce(ClassroomId, Reply<()>),
+    HasMember(ClassroomId, oneshot::Sender<bool>),
+    /// A classroom's signaling resumed with its legs as they are: its unanswered offer again.
+    ResendOffer(ClassroomId),
+    /// Test-only: panic inside the loop, to exercise supervision. Not reachable from the network.
+    Panic,
 }
 
 /// A handle on the running media plane. Cheap to clone; the loop stops when every handle is gone.
@@ -41,6 +47,8 @@ enum Command {
 pub struct SfuHandle {
     commands: mpsc::UnboundedSender<Command>,
     media_addr: SocketAddr,
+    /// `None` while the loop runs; why it stopped once it has (a panic, or every handle gone).
+    stopped: watch::Receiver<Option<String>>,
 }
 
 /// Bind the media port and start the loop. Router events arrive on the returned receiver.
@@ -59,11 +67,32 @@ pub async fn start(
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (event_tx, events) = mpsc::unbounded_channel();
     let router = Router::new(config, metrics.clone());
-    tokio::spawn(run(socket, local, router, command_rx, event_tx, metrics));
+    let media = tokio::spawn(run(socket, local, router, command_rx, event_tx, metrics));
+    // The supervisor: a loop that panicked has no media and never will again, so it must not
+    // look alive. Its end is published to every handle (health checks, the binary's main).
+    let (stopped_tx, stopped) = watch::channel(None);
+    tokio::spawn(async move {
+        let why = match media.await {
+            Ok(()) => "stopped".to_owned(),
+            Err(err) if err.is_panic() => {
+                let payload = err.into_panic();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(%message, "the media plane panicked");
+                format!("panicked: {message}")
+            }
+            Err(err) => format!("cancelled: {err}"),
+        };
+        let _ = stopped_tx.send(Some(why));
+    });
     Ok((
         SfuHandle {
             commands,
             media_addr: local,
+            stopped,
         },
         events,
     ))
@@ -161,6 +190,19 @@ fn apply(router: &mut Router, command: Command) {
         Command::TransportCount(reply) => {
             let _ = reply.send(router.transport_count());
         }
+        Command::RestartSubscribeIce(classroom, reply) => {
+            let _ = reply.send(router.restart_subscribe_ice(now, &classroom));
+        }
+        Command::HasMember(classroom, reply) => {
+            let _ = reply.send(router.has_member(&classroom));
+        }
+        Command::ResendOffer(classroom) => {
+            if let Some(offer) = router.outstanding_offer(&classroom) {
+                // Into the event queue, after anything the router already had to say.
+                router.push_event(offer);
+            }
+        }
+        Command::Panic => panic!("media loop panic requested by a test"),
     }
 }
 
@@ -168,6 +210,46 @@ impl SfuHandle {
     /// The address the media socket is bound to.
     pub fn media_addr(&self) -> SocketAddr {
         self.media_addr
+    }
+
+    /// Whether the media loop is still running (for `/healthz`).
+    pub fn is_running(&self) -> bool {
+        self.stopped.borrow().is_none()
+    }
+
+    /// Wait until the media loop stops; returns why (a panic message, or `stopped`).
+    pub async fn stopped(&self) -> String {
+        let mut stopped = self.stopped.clone();
+        match stopped.wait_for(Option::is_some).await {
+            Ok(why) => why.clone().unwrap_or_default(),
+            Err(_) => "the supervisor is gone".to_owned(),
+        }
+    }
+
+    /// Make the media loop panic. For tests of supervision only; nothing on the network calls it.
+    #[doc(hidden)]
+    pub fn panic_for_test(&self) {
+        let _ = self.send(Command::Panic);
+    }
+
+    /// The classroom asks for an ICE restart of its subscribe leg: the server re-offers with new
+    /// ICE credentials.
+    pub async fn restart_subscribe_ice(&self, classroom: ClassroomId) -> Result<(), SfuError> {
+        self.ask(|reply| Command::RestartSubscribeIce(classroom, reply))
+            .await
+    }
+
+    /// Whether the media plane still has the classroom (and so its legs, if it negotiated any).
+    pub async fn has_member(&self, classroom: ClassroomId) -> Result<bool, SfuError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::HasMember(classroom, tx))?;
+        rx.await.map_err(|_| SfuError::Stopped)
+    }
+
+    /// A classroom resumed its signaling and kept its legs: the subscribe offer it may have missed
+    /// while its WebSocket was down comes again (as a `SubscribeOffer` event).
+    pub fn resend_offer(&self, classroom: ClassroomId) -> Result<(), SfuError> {
+        self.send(Command::ResendOffer(classroom))
     }
 
     fn send(&self, command: Command) -> Result<(), SfuError> {

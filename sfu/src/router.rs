@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -104,6 +105,8 @@ struct Member {
 struct Negotiation {
     offer_outstanding: bool,
     needs_offer: bool,
+    /// The next offer restarts ICE (the classroom asked: its subscribe leg lost its path).
+    ice_restart: bool,
 }
 
 struct DownTrack {
@@ -337,6 +340,8 @@ impl Router {
             transport.add_host_candidate(announced)?;
         }
         let sdp = transport.answer(now)?;
+        // An offer with new ICE credentials is an ICE restart: ours changed with it.
+        self.sync_ufrag(key);
         // A renegotiation that stops sending a track (a screen share ended) ends that track.
         let stopped: Vec<TrackId> = self
             .track_by_leg
@@ -439,6 +444,7 @@ impl Router {
             .get_mut(&key)
             .ok_or(SfuError::UnknownClassroom)?;
         let sdp = transport.answer(now)?;
+        self.sync_ufrag(key);
         self.drain(now, key);
         self.flush();
         Ok(sdp)
@@ -480,9 +486,55 @@ impl Router {
             .pc
             .set_remote_description(now, RTCSessionDescription::offer(offer)?)?;
         let answer = transport.answer(now)?;
+        self.sync_ufrag(key);
         self.drain(now, key);
         self.flush();
         Ok(crate::sdp::ice_fragment(&answer))
+    }
+
+    /// ICE restart on a subscribe leg the server offers (a classroom over the WebSocket): the next
+    /// subscribe offer carries new server credentials, so the classroom's answer restarts ICE
+    /// (RFC 8445 §9). If an offer is outstanding, the restart goes in the one after its answer.
+    pub fn restart_subscribe_ice(
+        &mut self,
+        now: Instant,
+        classroom: &ClassroomId,
+    ) -> Result<(), SfuError> {
+        let member = self
+            .members
+            .get_mut(classroom)
+            .ok_or(SfuError::UnknownClassroom)?;
+        if member.fixed || member.subscribe.is_none() {
+            return Err(SfuError::NotAllowed(
+                "no subscribe leg the server offers to restart",
+            ));
+        }
+        member.negotiation.needs_offer = true;
+        member.negotiation.ice_restart = true;
+        self.offer_if_needed(now, classroom);
+        self.flush();
+        Ok(())
+    }
+
+    /// The subscribe offer a classroom has not answered yet, sent again (its WebSocket dropped
+    /// after the offer went out and has resumed). `None` when nothing is outstanding.
+    pub fn outstanding_offer(&mut self, classroom: &ClassroomId) -> Option<RouterEvent> {
+        let member = self.members.get(classroom)?;
+        if !member.negotiation.offer_outstanding {
+            return None;
+        }
+        let transport = self.transports.get_mut(&member.subscribe?)?;
+        let sdp = transport.pc.local_description()?.sdp;
+        Some(RouterEvent::SubscribeOffer {
+            classroom: classroom.clone(),
+            sdp,
+            tracks: offered_tracks(member, transport, &self.tracks),
+        })
+    }
+
+    /// Whether the classroom is a member with its media legs, for a resume that keeps them.
+    pub fn has_member(&self, classroom: &ClassroomId) -> bool {
+        self.members.contains_key(classroom)
     }
 
     /// A trickled ICE candidate from the classroom.
@@ -630,6 +682,11 @@ impl Router {
         self.events.pop_front()
     }
 
+    /// Queue an event for the signaling layer (one the driver was asked to repeat).
+    pub fn push_event(&mut self, event: RouterEvent) {
+        self.events.push_back(event);
+    }
+
     /// Tracks being published in a class.
     pub fn tracks_of(&self, class: &ClassId) -> Vec<TrackInfo> {
         let mut tracks: Vec<TrackInfo> = self
@@ -652,9 +709,33 @@ impl Router {
     fn insert_transport(&mut self, transport: Transport) -> TransportKey {
         let key = self.next_key;
         self.next_key += 1;
-        self.by_ufrag.insert(transport.ufrag.clone(), key);
+        if !transport.ufrag.is_empty() {
+            self.by_ufrag.insert(transport.ufrag.clone(), key);
+        }
         self.transports.insert(key, transport);
         key
+    }
+
+    /// Keep `by_ufrag` (and the password consent checks are verified with) in step with the
+    /// leg's local ICE credentials: set by its first local
+    /// description, new after every ICE restart. Checks under the old ufrag are not answered
+    /// any more, so the old entry goes.
+    fn sync_ufrag(&mut self, key: TransportKey) {
+        let Some(t) = self.transports.get_mut(&key) else {
+            return;
+        };
+        let Some((ufrag, pwd)) = t.local_credentials() else {
+            return;
+        };
+        if ufrag == t.ufrag {
+            return;
+        }
+        t.ice_pwd = pwd;
+        let old = std::mem::replace(&mut t.ufrag, ufrag.clone());
+        if !old.is_empty() {
+            self.by_ufrag.remove(&old);
+        }
+        self.by_ufrag.insert(ufrag, key);
     }
 
     fn close_transport(&mut self, key: TransportKey) {
@@ -1296,9 +1377,13 @@ impl Router {
         let Some(transport) = self.transports.get_mut(&key) else {
             return;
         };
+        let options = member
+            .negotiation
+            .ice_restart
+            .then_some(RTCOfferOptions { ice_restart: true });
         let offer = match transport
             .pc
-            .create_offer(None)
+            .create_offer(options)
             .and_then(|offer| transport.pc.set_local_description(now, offer))
         {
             Ok(()) => transport
@@ -1313,34 +1398,46 @@ impl Router {
         let Some(sdp) = offer else {
             return;
         };
-        let mut offered = Vec::new();
-        for (track_id, down) in &member.downtracks {
-            let Some(info) = self.tracks.get(track_id).map(|t| t.info.clone()) else {
-                continue;
-            };
-            let mid = transport
-                .pc
-                .get_transceivers()
-                .collect::<Vec<_>>()
-                .into_iter()
-                .find_map(|id| {
-                    let tr = transport.pc.rtp_transceiver(id)?;
-                    (tr.sender() == Some(down.sender)).then(|| tr.mid().clone())?
-                });
-            if let Some(mid) = mid {
-                offered.push(OfferedTrack { mid, track: info });
-            }
-        }
-        offered.sort_by(|a, b| a.mid.cmp(&b.mid));
+        let offered = offered_tracks(member, transport, &self.tracks);
         member.negotiation.needs_offer = false;
         member.negotiation.offer_outstanding = true;
+        member.negotiation.ice_restart = false;
         self.dirty.insert(key);
+        self.sync_ufrag(key);
         self.events.push_back(RouterEvent::SubscribeOffer {
             classroom: classroom.clone(),
             sdp,
             tracks: offered,
         });
     }
+}
+
+/// The tracks a subscriber's leg carries, by the mid of their transceiver.
+fn offered_tracks(
+    member: &Member,
+    transport: &mut Transport,
+    tracks: &HashMap<TrackId, PublishedTrack>,
+) -> Vec<OfferedTrack> {
+    let mut offered = Vec::new();
+    for (track_id, down) in &member.downtracks {
+        let Some(info) = tracks.get(track_id).map(|t| t.info.clone()) else {
+            continue;
+        };
+        let mid = transport
+            .pc
+            .get_transceivers()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .find_map(|id| {
+                let tr = transport.pc.rtp_transceiver(id)?;
+                (tr.sender() == Some(down.sender)).then(|| tr.mid().clone())?
+            });
+        if let Some(mid) = mid {
+            offered.push(OfferedTrack { mid, track: info });
+        }
+    }
+    offered.sort_by(|a, b| a.mid.cmp(&b.mid));
+    offered
 }
 
 /// The hot path: one packet in, one write per subscriber out. The payload is reference-counted
@@ -1554,6 +1651,65 @@ mod tests {
         let before = h.peers[a].received;
         talk(&mut h, &[teacher], 10);
         assert!(h.peers[a].received >= before + 5, "A hears the teacher");
+    }
+
+    #[test]
+    fn a_subscribe_ice_restart_brings_new_server_credentials_and_the_demux_follows() {
+        let mut h = Harness::new();
+        let teacher = h.join(Role::Master);
+        let a = h.join(Role::Remote);
+        h.publish_audio(a);
+        h.publish_audio(teacher);
+        h.run_for(Duration::from_millis(500));
+        talk(&mut h, &[teacher, a], 20);
+        assert!(h.peers[a].received >= 10, "A hears the teacher");
+        let a_id = h.peers[a].id.clone();
+        let last_ufrag = |h: &Harness| {
+            h.events
+                .iter()
+                .rev()
+                .find_map(|e| match e {
+                    crate::RouterEvent::SubscribeOffer { classroom, sdp, .. }
+                        if *classroom == a_id =>
+                    {
+                        sdp.lines()
+                            .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+                            .map(str::to_owned)
+                    }
+                    _ => None,
+                })
+                .expect("a subscribe offer to A")
+        };
+        let before = last_ufrag(&h);
+        let key = h.router.members[&a_id]
+            .subscribe
+            .expect("A's subscribe leg");
+        assert_eq!(h.router.by_ufrag.get(&before), Some(&key));
+
+        let now = h.now;
+        h.router.restart_subscribe_ice(now, &a_id).expect("restart");
+        h.run_for(Duration::from_millis(500));
+        let after = last_ufrag(&h);
+        assert_ne!(after, before, "the server's ufrag is new");
+        assert_eq!(
+            h.router.by_ufrag.get(&after),
+            Some(&key),
+            "found by the new ufrag"
+        );
+        assert!(
+            !h.router.by_ufrag.contains_key(&before),
+            "checks under the old ufrag are no longer taken"
+        );
+        let heard = h.peers[a].received;
+        talk(&mut h, &[teacher, a], 20);
+        assert!(
+            h.peers[a].received >= heard + 10,
+            "A hears the teacher over the restarted session"
+        );
+        // A viewer's leg is offered by the viewer (WHEP): it restarts by PATCH, not this way.
+        let publish_only = h.join(Role::Viewer);
+        let viewer = h.peers[publish_only].id.clone();
+        assert!(h.router.restart_subscribe_ice(now, &viewer).is_err());
     }
 
     #[test]

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rand::distr::{Alphanumeric, SampleString};
 use rtc::interceptor::{
     NackGeneratorBuilder, NackResponderBuilder, ReceiverReportBuilder, Registry, Slot,
 };
@@ -24,8 +23,12 @@ pub type TransportKey = u64;
 
 pub struct Transport {
     pub pc: RTCPeerConnection,
+    /// The server's ICE ufrag this leg is found by (empty until its first local description).
+    /// The ICE agent picks new credentials on every ICE restart, so the router keeps its
+    /// demultiplexing map in step with the local description (`Router::sync_ufrag`).
     pub ufrag: String,
-    /// The ICE password of the server's side: a check counts only if it is signed with it.
+    /// The ICE password of the server's side (from the same local description as `ufrag`): a
+    /// check counts only if it is signed with it.
     pub ice_pwd: String,
     pub leg: Leg,
     pub classroom: ClassroomId,
@@ -47,19 +50,18 @@ impl Transport {
         leg: Leg,
         classroom: ClassroomId,
     ) -> Result<Self, SfuError> {
-        let ufrag = Alphanumeric.sample_string(&mut rand::rng(), 16);
-        let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
-
         let mut media_engine = MediaEngine::default();
         crate::codecs::register(&mut media_engine)?;
         let registry = media_interceptors(Registry::new(), config);
 
+        // No fixed ICE credentials: the agent draws random ones, and fresh ones on each ICE
+        // restart (RFC 8445 §9: both sides of a restarted session use new credentials). Fixed
+        // ones here would be reused by every restart.
         // The router keeps consent itself (`Transport::consent_at`); `rtc-ice`'s own liveness
         // timer (5 s by default, and fed by any packet) would only flap the state, so it waits
         // as long as consent does and stays a backstop.
         let setting_engine = SettingEngineBuilder::new()
             .with_lite(true)
-            .with_ice_credentials(ufrag.clone(), password.clone())
             .with_ice_timeouts(Some(config.consent_timeout), Some(ICE_FAILED_AFTER), None)
             .build();
 
@@ -72,8 +74,8 @@ impl Transport {
 
         Ok(Self {
             pc,
-            ufrag,
-            ice_pwd: password,
+            ufrag: String::new(),
+            ice_pwd: String::new(),
             leg,
             classroom,
             connected: false,
@@ -101,6 +103,17 @@ impl Transport {
             .local_description()
             .map(|d| crate::sdp::without_rtcp_candidates(&d.sdp))
             .ok_or(SfuError::Negotiation("no local description".into()))
+    }
+
+    /// The ICE ufrag and password of the current local description, if there is one.
+    pub fn local_credentials(&self) -> Option<(String, String)> {
+        let sdp = self.pc.local_description()?.sdp;
+        let value = |name: &str| {
+            sdp.lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+        };
+        Some((value("a=ice-ufrag:")?, value("a=ice-pwd:")?))
     }
 
     /// Announce the shared media port as this leg's only candidate.

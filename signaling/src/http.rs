@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use serde::Deserialize;
 
 use crate::hub::{Hub, HubError};
@@ -71,19 +71,10 @@ pub fn routes(state: AppState) -> Router {
             post(crate::reports::ticket),
         )
         .route("/api/server", get(server_info))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .route("/ws", get(websocket))
-        .route("/whip/{class_id}", post(whip::whip_create))
-        .route(
-            "/whip/{class_id}/{session}",
-            delete(whip::whip_delete).patch(whip::whip_patch),
-        )
-        .route("/whep/{class_id}", post(whip::whep_create))
-        .route(
-            "/whep/{class_id}/{session}",
-            delete(whip::whep_delete).patch(whip::whep_patch),
-        )
+        .merge(whip::routes())
         .fallback(get(|uri: Uri| async move { crate::web::asset(uri.path()) }))
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .layer(axum::middleware::map_response(security_headers))
@@ -273,6 +264,16 @@ async fn class_info(
         body["pupil_url"] = format!("{base}/vote/{class_id}#token={pupil}").into();
     }
     Ok(Json(body).into_response())
+}
+
+/// `ok` while the server can hold a lesson; 503 once the media plane has stopped (a panic in its
+/// loop), so a load balancer or service manager stops sending classes here.
+async fn health(State(state): State<AppState>) -> Response {
+    if state.hub.sfu.is_running() {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "media plane stopped").into_response()
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

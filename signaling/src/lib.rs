@@ -46,9 +46,15 @@ pub struct Server {
 const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Server {
-    /// Serve until the accept loop ends (at shutdown; see [`Server::shutdown`]).
+    /// Serve until the accept loop ends (at shutdown; see [`Server::shutdown`]) or the media
+    /// plane stops; the latter is an error, so the binary exits non-zero and a service manager
+    /// restarts it rather than leaving a server without media running.
     pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await.context("server task")
+        let sfu = self.hub.sfu.clone();
+        tokio::select! {
+            result = self.task => result.context("server task"),
+            why = sfu.stopped() => Err(anyhow::anyhow!("the media plane stopped ({why})")),
+        }
     }
 
     /// Connections open now (HTTP and WebSocket).

@@ -209,6 +209,7 @@ async fn handle(
         token,
         name,
         resume,
+        keep_media,
     } = message
     {
         if seat.is_some() {
@@ -227,7 +228,7 @@ async fn handle(
             ));
         };
         *seat = Some(
-            hub.join(&token, &name, resume.as_deref(), outbox, false)
+            hub.join(&token, &name, resume.as_deref(), keep_media, outbox, false)
                 .await?,
         );
         *own_outbox = None;
@@ -286,6 +287,18 @@ async fn handle(
                 .map_err(negotiation)?;
             Ok(None)
         }
+        ClientMessage::IceRestart { leg } => match leg {
+            Leg::Subscribe => hub
+                .sfu
+                .restart_subscribe_ice(seat.classroom_id.clone())
+                .await
+                .map(|()| None)
+                .map_err(negotiation),
+            Leg::Publish => Err(HubError::new(
+                ErrorCode::BadMessage,
+                "the publish leg restarts ICE by a publish_offer with new credentials",
+            )),
+        },
         ClientMessage::RaiseHand => hub.raise_hand(seat).map(|()| None),
         ClientMessage::LowerHand { classroom_id } => {
             hub.lower_hand(seat, classroom_id).map(|()| None)

@@ -24,9 +24,12 @@ export class TandemServer {
     this.proc = null;
   }
 
-  /** Starts the server listening on `listen` and resolves to its base URL once it is ready. */
-  start(listen = '127.0.0.1:0') {
-    const proc = spawn(BIN, ['--listen', listen, '--media-listen', '127.0.0.1:0', '--data-dir', this.dataDir], {
+  /**
+   * Starts the server listening on `listen` (media on `mediaListen`) and resolves to its base URL
+   * once it is ready; `mediaAddr` is then the media port's address.
+   */
+  start(listen = '127.0.0.1:0', mediaListen = '127.0.0.1:0') {
+    const proc = spawn(BIN, ['--listen', listen, '--media-listen', mediaListen, '--data-dir', this.dataDir], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, TANDEM_LOG: process.env.TANDEM_LOG || 'info' },
     });
@@ -40,6 +43,7 @@ export class TandemServer {
         const m = /^TANDEM_READY http=(\S+) media=(\S+)/.exec(line);
         if (m) {
           clearTimeout(timer);
+          this.mediaAddr = m[2];
           resolveReady(m[1].startsWith('http') ? m[1] : `http://${m[1]}`);
         }
       });

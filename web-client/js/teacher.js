@@ -302,8 +302,10 @@ function buildLivePage(root, { info, classId, token, live, media }) {
         tilesList.append(tile.li);
       }
       const onStage = isOnStage(state, p.classroom_id);
-      setText(tile.conn, p.connected ? 'teacher.tile.connected' : 'teacher.tile.reconnecting');
-      tile.conn.dataset.state = p.connected ? 'connected' : 'reconnecting';
+      // Signaling first (a page that is away is reconnecting), then its media legs.
+      const conn = !p.connected ? 'reconnecting' : p.media_lost ? 'lost' : 'connected';
+      setText(tile.conn, { connected: 'teacher.tile.connected', reconnecting: 'teacher.tile.reconnecting', lost: 'teacher.tile.connectionLost' }[conn]);
+      tile.conn.dataset.state = conn;
       tile.stageBadge.hidden = !onStage;
       tile.handBadge.hidden = !handRaised(state, p.classroom_id);
       tile.li.classList.toggle('on-stage', onStage);
