@@ -11,12 +11,22 @@ use rtc::peer_connection::configuration::media_engine::{
 };
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind, TYPE_RTCP_FB_NACK,
+    TYPE_RTCP_FB_TRANSPORT_CC,
 };
 
 use crate::SfuError;
+use crate::ids::Leg;
 
-/// Register the SFU's codecs, with NACK, PLI and FIR on video.
-pub fn register(media_engine: &mut MediaEngine) -> Result<(), SfuError> {
+/// Register the SFU's codecs, with NACK, PLI and FIR on video, and on publish legs
+/// transport-wide congestion control feedback (answered by the `rtc` TWCC receiver,
+/// [`crate::transport`]). No `goog-remb`: the server sends no REMB.
+pub fn register(media_engine: &mut MediaEngine, leg: Leg) -> Result<(), SfuError> {
+    let transport_cc = || {
+        (leg == Leg::Publish).then(|| RTCPFeedback {
+            typ: TYPE_RTCP_FB_TRANSPORT_CC.to_owned(),
+            parameter: String::new(),
+        })
+    };
     media_engine.register_codec(
         codec(
             MIME_TYPE_OPUS,
@@ -24,13 +34,12 @@ pub fn register(media_engine: &mut MediaEngine) -> Result<(), SfuError> {
             2,
             "minptime=10;useinbandfec=1",
             111,
-            vec![],
+            transport_cc().into_iter().collect(),
         ),
         RtpCodecKind::Audio,
     )?;
     let feedback = || {
         [
-            ("goog-remb", ""),
             ("ccm", "fir"),
             (TYPE_RTCP_FB_NACK, ""),
             (TYPE_RTCP_FB_NACK, "pli"),
@@ -40,6 +49,7 @@ pub fn register(media_engine: &mut MediaEngine) -> Result<(), SfuError> {
             typ: typ.to_owned(),
             parameter: parameter.to_owned(),
         })
+        .chain(transport_cc())
         .collect::<Vec<_>>()
     };
     for (mime, fmtp, payload_type) in [

@@ -8,6 +8,7 @@ pub mod codecs;
 pub mod demux;
 pub mod downtrack;
 pub mod driver;
+pub mod extensions;
 pub mod feedback;
 pub mod ids;
 pub mod keyframe;

@@ -124,6 +124,8 @@ struct DownTrack {
     /// Packets and payload octets sent, for its sender reports (wrapping, RFC 3550).
     packets_sent: u32,
     octets_sent: u32,
+    /// The header extensions its leg negotiated (`None` until its leg has a description).
+    extensions: Option<crate::extensions::DownExtensions>,
 }
 
 struct PublishedTrack {
@@ -135,6 +137,8 @@ struct PublishedTrack {
     codec: Option<RTCRtpCodec>,
     /// What the forwarding path reads of its payloads (set with `codec`).
     payload_format: Codec,
+    /// The header extension ids its publisher negotiated (set with `codec`).
+    extensions: crate::extensions::ExtensionIds,
     keyframes: KeyframeThrottle,
     /// Classrooms whose subscribe leg carries this track.
     subscribers: Vec<ClassroomId>,
@@ -390,6 +394,7 @@ impl Router {
             .set_remote_description(now, RTCSessionDescription::answer(sdp)?)?;
         member.negotiation.offer_outstanding = false;
         let class = member.class.clone();
+        refresh_extensions(member, transport);
         self.drain(now, key);
         // Changes that came while the offer was out go in the next one.
         self.offer_if_needed(now, classroom);
@@ -444,6 +449,9 @@ impl Router {
             .get_mut(&key)
             .ok_or(SfuError::UnknownClassroom)?;
         let sdp = transport.answer(now)?;
+        if let Some(m) = self.members.get_mut(classroom) {
+            refresh_extensions(m, transport);
+        }
         self.sync_ufrag(key);
         self.drain(now, key);
         self.flush();
@@ -953,6 +961,7 @@ impl Router {
                 media_ssrc: ssrc,
                 codec: None,
                 payload_format: Codec::OtherVideo,
+                extensions: Default::default(),
                 keyframes: KeyframeThrottle::new(self.config.keyframe_request_interval),
                 subscribers: Vec::new(),
             },
@@ -975,19 +984,23 @@ impl Router {
         };
         if track.codec.is_none() {
             // The first packet names the codec the browser chose: now the track can be offered.
-            let codec = self.transports.get_mut(&key).and_then(|t| {
+            let found = self.transports.get_mut(&key).and_then(|t| {
                 let mut receiver = t.pc.rtp_receiver(track.receiver)?;
-                receiver
-                    .get_parameters()
-                    .rtp_parameters
+                let params = &receiver.get_parameters().rtp_parameters;
+                let codec = params
                     .codecs
                     .iter()
                     .find(|c| c.payload_type == packet.header.payload_type)
-                    .map(|c| c.rtp_codec.clone())
+                    .map(|c| c.rtp_codec.clone())?;
+                Some((
+                    codec,
+                    crate::extensions::ExtensionIds::from_parameters(&params.header_extensions),
+                ))
             });
-            let Some(codec) = codec else {
+            let Some((codec, extensions)) = found else {
                 return;
             };
+            track.extensions = extensions;
             track.payload_format = Codec::from_mime(&codec.mime_type);
             track.codec = Some(codec);
             let (class, info) = (track.class.clone(), track.info.clone());
@@ -1005,6 +1018,7 @@ impl Router {
             &packet,
             keyframe,
             &track_id,
+            &track.extensions,
             &track.subscribers,
             &mut self.members,
             &mut self.transports,
@@ -1339,6 +1353,7 @@ impl Router {
                     mime,
                     packets_sent: 0,
                     octets_sent: 0,
+                    extensions: None,
                 },
             );
         }
@@ -1440,6 +1455,34 @@ fn offered_tracks(
     offered
 }
 
+/// Read, once a negotiation completed, the header extension ids and mid each downtrack's
+/// sender writes (so the forwarding path does not ask `rtc` per packet).
+fn refresh_extensions(member: &mut Member, transport: &mut Transport) {
+    for down in member.downtracks.values_mut() {
+        let Some(ids) = transport.pc.rtp_sender(down.sender).map(|mut s| {
+            crate::extensions::ExtensionIds::from_parameters(
+                &s.get_parameters().rtp_parameters.header_extensions,
+            )
+        }) else {
+            continue;
+        };
+        let mid = transport
+            .pc
+            .get_transceivers()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .find_map(|id| {
+                let tr = transport.pc.rtp_transceiver(id)?;
+                (tr.sender() == Some(down.sender)).then(|| tr.mid().clone())?
+            })
+            .unwrap_or_default();
+        down.extensions = Some(crate::extensions::DownExtensions {
+            ids,
+            mid: bytes::Bytes::from(mid),
+        });
+    }
+}
+
 /// The hot path: one packet in, one write per subscriber out. The payload is reference-counted
 /// (`bytes::Bytes`), so each subscriber gets a new header, never a copy of the media (a VP8
 /// descriptor is copied only after a source switch). Returns whether a subscriber is waiting
@@ -1450,6 +1493,7 @@ fn forward(
     packet: &rtc::rtp::Packet,
     keyframe: bool,
     track: &TrackId,
+    extensions: &crate::extensions::ExtensionIds,
     subscribers: &[ClassroomId],
     members: &mut HashMap<ClassroomId, Member>,
     transports: &mut HashMap<TransportKey, Transport>,
@@ -1493,10 +1537,13 @@ fn forward(
         if let Some(payload) = rewritten.payload {
             out.payload = payload;
         }
-        // Extension ids are negotiated per leg; the subscriber leg adds its own.
-        out.header.extension = false;
-        out.header.extensions.clear();
-        out.header.extensions_padding = 0;
+        // Extension ids are negotiated per leg: the subscriber's leg gets its own.
+        crate::extensions::rewrite(
+            &mut out.header,
+            &packet.header,
+            extensions,
+            down.extensions.as_ref(),
+        );
         let bytes = out.payload.len() as u64;
         if let Some(mut sender) = transport.pc.rtp_sender(down.sender)
             && sender.write_rtp(now, out).is_ok()
@@ -1562,6 +1609,75 @@ mod tests {
         let b_mid = h.peers[b].received;
         talk(&mut h, &[a], 20);
         assert!(h.peers[b].received >= b_mid + 10, "B hears A on stage");
+    }
+
+    #[test]
+    fn a_subscriber_gets_the_audio_level_under_the_id_its_own_leg_negotiated() {
+        let mut h = Harness::new();
+        let teacher = h.join(Role::Master);
+        let a = h.join(Role::Remote);
+        h.publish_audio(teacher);
+        h.run_for(Duration::from_millis(500));
+        let published_id = h
+            .audio_level_id(teacher)
+            .expect("publisher negotiated audio level");
+        assert_eq!(published_id, 1, "the client numbers audio level 1");
+        for _ in 0..10 {
+            h.send_packet_with_level(teacher, Bytes::from_static(&[0xf8; 80]), Some((true, 25)));
+            h.run_for(Duration::from_millis(20));
+        }
+        let header = h.peers[a].last_received.clone().expect("A receives audio");
+        // The id the subscriber's leg negotiated, as its browser reads it.
+        let pc = h.peers[a].subscribe.as_mut().expect("subscribe leg");
+        let receiver = pc
+            .get_transceivers()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .find_map(|t| pc.rtp_transceiver(t).and_then(|t| t.receiver()))
+            .expect("receiver");
+        let ids = crate::extensions::ExtensionIds::from_parameters(
+            &pc.rtp_receiver(receiver)
+                .expect("receiver")
+                .get_parameters()
+                .rtp_parameters
+                .header_extensions,
+        );
+        let subscribed_id = ids.audio_level.expect("subscriber negotiated audio level");
+        assert_ne!(subscribed_id, published_id, "the test must need a rewrite");
+        assert_eq!(
+            crate::extensions::audio_level(&header, &ids),
+            Some((true, 25)),
+            "the level arrives under the subscriber's id"
+        );
+        assert!(
+            header.get_extension(published_id).is_none() || ids.mid == Some(published_id),
+            "nothing is left under the publisher's id but the subscriber's own mid"
+        );
+        let mid = pc
+            .get_transceivers()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .find_map(|t| pc.rtp_transceiver(t).and_then(|t| t.mid().clone()))
+            .expect("mid");
+        assert_eq!(
+            ids.mid.and_then(|m| header.get_extension(m)).as_deref(),
+            Some(mid.as_bytes()),
+            "the subscriber's own mid is written"
+        );
+    }
+
+    #[test]
+    fn a_publisher_receives_transport_wide_feedback() {
+        let mut h = Harness::new();
+        let teacher = h.join(Role::Master);
+        let _a = h.join(Role::Remote);
+        h.publish_audio(teacher);
+        h.run_for(Duration::from_millis(300));
+        talk(&mut h, &[teacher], 25);
+        assert!(
+            h.peers[teacher].transport_feedback > 0,
+            "the server answers the publisher with transport-wide feedback"
+        );
     }
 
     #[test]

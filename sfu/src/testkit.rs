@@ -46,6 +46,10 @@ pub struct Peer {
     pub received_seqs: Vec<u16>,
     /// Keyframe requests (PLI/FIR) its publish leg received.
     pub keyframe_requests: u64,
+    /// Transport-wide congestion control feedback packets its publish leg received.
+    pub transport_feedback: u64,
+    /// The header of the last RTP packet received on the subscribe leg.
+    pub last_received: Option<rtc::rtp::Header>,
     /// How often its legs send consent checks (`None`: `rtc`'s default, 2 s).
     check_interval: Option<Duration>,
     seq: u16,
@@ -80,9 +84,39 @@ pub struct Harness {
 fn new_pc(now: Instant, addr: SocketAddr, check_interval: Option<Duration>) -> RTCPeerConnection {
     let mut media_engine = MediaEngine::default();
     media_engine.register_default_codecs().expect("codecs");
+    // Audio level first, so this client numbers it 1 in its offers (the server's own offers
+    // number it otherwise: the forwarder must map one to the other).
+    media_engine
+        .register_header_extension(
+            rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability {
+                uri: rtc::sdp::extmap::AUDIO_LEVEL_URI.to_owned(),
+            },
+            RtpCodecKind::Audio,
+            None,
+        )
+        .expect("audio level");
+    // And mid on audio too, as browsers negotiate it on every m-line.
+    media_engine
+        .register_header_extension(
+            rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability {
+                uri: rtc::sdp::extmap::SDES_MID_URI.to_owned(),
+            },
+            RtpCodecKind::Audio,
+            None,
+        )
+        .expect("mid");
     let registry =
         register_default_interceptors(rtc::interceptor::Registry::new(), &mut media_engine)
             .expect("interceptors")
+            // Transport-wide sequence numbers on what it sends, as a browser stamps them.
+            .with(
+                rtc::interceptor::Slot::TwccSender,
+                rtc::interceptor::TwccSenderBuilder::new().build(),
+            )
+            .with(
+                rtc::interceptor::Slot::from(TRANSPORT_FEEDBACK_TAP_SLOT),
+                TransportFeedbackTap::default(),
+            )
             .with(
                 rtc::interceptor::Slot::from(crate::feedback::KEYFRAME_TAP_SLOT),
                 crate::feedback::KeyframeRequestTap::default(),
@@ -109,6 +143,71 @@ fn new_pc(now: Instant, addr: SocketAddr, check_interval: Option<Duration>) -> R
     pc.add_local_candidate(crate::transport::host_candidate(addr).expect("candidate"))
         .expect("local candidate");
     pc
+}
+
+/// Where the client's tap sits: next to the keyframe tap, nearest the application.
+const TRANSPORT_FEEDBACK_TAP_SLOT: usize = crate::feedback::KEYFRAME_TAP_SLOT + 10;
+
+fn is_transport_feedback(p: &dyn rtc::rtcp::Packet) -> bool {
+    p.as_any()
+        .is::<rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc>()
+}
+
+/// Lets transport-wide feedback through a client's chain to the test (a browser's estimator
+/// reads it; the test client has none, and `rtc` stops RTCP nobody vouches for).
+#[derive(Default)]
+struct TransportFeedbackTap {
+    reads: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+    writes: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+}
+
+impl Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()>
+    for TransportFeedbackTap
+{
+    type Rout = rtc::interceptor::TaggedPacket;
+    type Wout = rtc::interceptor::TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: Self::Rout) -> Result<(), Self::Error> {
+        if let rtc::interceptor::Packet::Rtcp(packets) = &msg.message.packet
+            && packets.iter().any(|p| is_transport_feedback(p.as_ref()))
+        {
+            msg.message
+                .add(rtc::interceptor::Attribute::DeliverToApplication);
+        }
+        self.reads.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.reads.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: Self::Wout) -> Result<(), Self::Error> {
+        self.writes.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.writes.pop_front()
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        None
+    }
+}
+
+impl rtc::interceptor::Interceptor for TransportFeedbackTap {
+    fn bind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
 }
 
 /// A Binding request signed with `password`, as `rtc-stun` builds it for a client.
@@ -219,6 +318,8 @@ impl Harness {
             received_seqs: Vec::new(),
             check_interval: interval,
             keyframe_requests: 0,
+            transport_feedback: 0,
+            last_received: None,
             seq: 0,
         });
         self.pump();
@@ -453,6 +554,29 @@ impl Harness {
 
     /// The publisher sends one RTP packet (not yet delivered).
     pub fn send_packet(&mut self, index: usize, payload: Bytes) {
+        self.send_packet_with_level(index, payload, None);
+    }
+
+    /// The publisher's audio leg negotiated the RFC 6464 audio level under this id.
+    pub fn audio_level_id(&mut self, index: usize) -> Option<u8> {
+        let peer = &mut self.peers[index];
+        let (sender, ..) = peer.sender?;
+        let mut s = peer.publish.as_mut()?.rtp_sender(sender)?;
+        crate::extensions::ExtensionIds::from_parameters(
+            &s.get_parameters().rtp_parameters.header_extensions,
+        )
+        .audio_level
+    }
+
+    /// The publisher sends one RTP packet (not yet delivered), with an RFC 6464 audio level
+    /// (voice activity, -dBov) when given, as a browser's microphone does.
+    pub fn send_packet_with_level(
+        &mut self,
+        index: usize,
+        payload: Bytes,
+        level: Option<(bool, u8)>,
+    ) {
+        let level_id = level.and(self.audio_level_id(index));
         let now = self.now;
         let peer = &mut self.peers[index];
         let (sender, ssrc, pt) = peer.sender.expect("publishing");
@@ -468,6 +592,14 @@ impl Harness {
             },
             payload,
         };
+        let mut packet = packet;
+        if let (Some(id), Some((voice, dbov))) = (level_id, level) {
+            let byte = (u8::from(voice) << 7) | (dbov & 0x7f);
+            packet
+                .header
+                .set_extension(id, Bytes::copy_from_slice(&[byte]))
+                .expect("audio level");
+        }
         if let Some(pc) = peer.publish.as_mut()
             && let Some(mut s) = pc.rtp_sender(sender)
         {
@@ -658,6 +790,7 @@ impl Harness {
                             RTCMessage::RtpPacket(_, packet) => {
                                 peer.received += 1;
                                 peer.received_seqs.push(packet.header.sequence_number);
+                                peer.last_received = Some(packet.header);
                             }
                             RTCMessage::RtcpPacket(_, packets) => {
                                 for sr in crate::lipsync::sender_reports(&packets) {
@@ -672,10 +805,15 @@ impl Harness {
                 }
                 if let Some(pc) = peer.publish.as_mut() {
                     while let Some(m) = pc.poll_read() {
-                        if let RTCMessage::RtcpPacket(_, packets) = m.message
-                            && crate::feedback::asks_for_keyframe(&packets)
-                        {
-                            peer.keyframe_requests += 1;
+                        if let RTCMessage::RtcpPacket(_, packets) = m.message {
+                            if crate::feedback::asks_for_keyframe(&packets) {
+                                peer.keyframe_requests += 1;
+                            }
+                            peer.transport_feedback += packets
+                                .iter()
+                                .filter(|p| is_transport_feedback(p.as_ref()))
+                                .count()
+                                as u64;
                         }
                     }
                     while pc.poll_event().is_some() {}

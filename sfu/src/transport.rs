@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use rtc::interceptor::{
     NackGeneratorBuilder, NackResponderBuilder, ReceiverReportBuilder, Registry, Slot,
+    TwccReceiverBuilder,
 };
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
@@ -51,8 +52,14 @@ impl Transport {
         classroom: ClassroomId,
     ) -> Result<Self, SfuError> {
         let mut media_engine = MediaEngine::default();
-        crate::codecs::register(&mut media_engine)?;
-        let registry = media_interceptors(Registry::new(), config);
+        crate::codecs::register(&mut media_engine, leg)?;
+        crate::extensions::register(&mut media_engine, leg)?;
+        let mut registry = media_interceptors(Registry::new(), config);
+        if leg == Leg::Publish {
+            // Transport-wide feedback to the publisher (draft-holmer-rmcat-transport-wide-cc):
+            // its browser's send-side estimator runs on it.
+            registry = registry.with(Slot::TwccReceiver, TwccReceiverBuilder::new().build());
+        }
 
         // No fixed ICE credentials: the agent draws random ones, and fresh ones on each ICE
         // restart (RFC 8445 §9: both sides of a restarted session use new credentials). Fixed
