@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod policy;
 pub mod router;
 pub mod sdp;
+pub mod speaker;
 /// In-memory peers and fake time for tests and benchmarks; not part of the server build.
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -31,6 +31,7 @@ use crate::ids::{ClassId, ClassroomId, Leg, TrackId};
 use crate::keyframe::KeyframeThrottle;
 use crate::metrics::SfuMetrics;
 use crate::policy::{self, Role, Stage};
+use crate::speaker::ActiveSpeaker;
 use crate::track::{MediaKind, Source, TrackInfo};
 use crate::transport::{Transport, TransportKey};
 use crate::{RouterConfig, SfuError};
@@ -79,6 +80,12 @@ pub enum RouterEvent {
         classroom: ClassroomId,
         leg: Leg,
         connected: bool,
+    },
+    /// The class's active speaker changed (`None`: nobody speaks now), decided from the audio
+    /// levels of its classrooms' microphones ([`crate::speaker`]).
+    ActiveSpeaker {
+        class: ClassId,
+        classroom: Option<ClassroomId>,
     },
 }
 
@@ -167,6 +174,8 @@ pub struct Router {
     transmits: VecDeque<Transmit>,
     events: VecDeque<RouterEvent>,
     dirty: HashSet<TransportKey>,
+    /// Who speaks in each class.
+    speakers: HashMap<ClassId, ActiveSpeaker>,
 }
 
 impl Router {
@@ -186,6 +195,7 @@ impl Router {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             dirty: HashSet::new(),
+            speakers: HashMap::new(),
         }
     }
 
@@ -634,6 +644,7 @@ impl Router {
         let timeout = self.config.consent_timeout;
         let legs = legs.min();
         let keyframes = self.tracks.values().filter_map(|t| t.keyframes.deadline());
+        let keyframes = keyframes.chain(self.speakers.values().filter_map(|s| s.poll_timeout()));
         let consent = self
             .transports
             .values()
@@ -676,6 +687,7 @@ impl Router {
             .iter_mut()
             .filter_map(|(id, t)| t.keyframes.poll(now).then(|| id.clone()))
             .collect();
+        self.decide_speakers(now);
         for track in deferred {
             self.send_pli(now, &track);
         }
@@ -1012,6 +1024,18 @@ impl Router {
             self.sync_class(now, &class);
             return;
         }
+        if track.info.kind == MediaKind::Audio
+            && let Some((_, level)) =
+                crate::extensions::audio_level(&packet.header, &track.extensions)
+        {
+            if let Some(s) = self.speakers.get_mut(&track.class) {
+                s.observe(now, &track.info.classroom_id, level);
+            } else {
+                let mut s = ActiveSpeaker::default();
+                s.observe(now, &track.info.classroom_id, level);
+                self.speakers.insert(track.class.clone(), s);
+            }
+        }
         let keyframe = crate::downtrack::is_keyframe_start(track.payload_format, &packet.payload);
         let waiting = forward(
             now,
@@ -1188,11 +1212,31 @@ impl Router {
             return;
         };
         self.track_by_leg.retain(|_, t| t != track);
+        if published.info.kind == MediaKind::Audio
+            && let Some(s) = self.speakers.get_mut(&published.class)
+        {
+            s.forget(&published.info.classroom_id);
+        }
         tracing::info!(class = %published.class, track = %track, "track unpublished");
         self.events.push_back(RouterEvent::TrackUnpublished {
             class: published.class,
             track: published.info,
         });
+    }
+
+    /// Tell each class whose active speaker changed; forget the classes that ended.
+    fn decide_speakers(&mut self, now: Instant) {
+        let classes = &self.classes;
+        self.speakers.retain(|class, _| classes.contains_key(class));
+        for (class, speaker) in &mut self.speakers {
+            if let Some(classroom) = speaker.poll(now) {
+                tracing::debug!(class = %class, classroom = ?classroom, "active speaker");
+                self.events.push_back(RouterEvent::ActiveSpeaker {
+                    class: class.clone(),
+                    classroom,
+                });
+            }
+        }
     }
 
     /// Make every member of a class receive exactly what the policy says, renegotiating as needed.
@@ -1664,6 +1708,43 @@ mod tests {
             Some(mid.as_bytes()),
             "the subscriber's own mid is written"
         );
+    }
+
+    #[test]
+    fn the_class_learns_that_the_loud_classroom_speaks_and_never_the_silent_one() {
+        let mut h = Harness::new();
+        let teacher = h.join(Role::Master);
+        let a = h.join(Role::Remote);
+        h.publish_audio(teacher);
+        h.publish_audio(a);
+        h.run_for(Duration::from_millis(500));
+        let start = h.now;
+        let seen = h.events.len();
+        let changes = |h: &Harness| -> Vec<_> {
+            h.events[seen..]
+                .iter()
+                .filter_map(|e| match e {
+                    super::RouterEvent::ActiveSpeaker { classroom, .. } => Some(classroom.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut decided_after = None;
+        for _ in 0..100 {
+            h.send_packet_with_level(a, Bytes::from_static(&[0xf8; 80]), Some((true, 20)));
+            h.send_packet_with_level(teacher, Bytes::from_static(&[0xf8; 80]), Some((false, 127)));
+            h.run_for(Duration::from_millis(20));
+            if decided_after.is_none() && !changes(&h).is_empty() {
+                decided_after = Some(h.now - start);
+            }
+        }
+        assert_eq!(
+            changes(&h),
+            vec![Some(h.peers[a].id.clone())],
+            "A speaks, and the teacher never does"
+        );
+        let after = decided_after.expect("decided");
+        assert!(after <= Duration::from_millis(500), "after {after:?}");
     }
 
     #[test]

@@ -681,6 +681,13 @@ impl Hub {
                     });
                 }
             }
+            RouterEvent::ActiveSpeaker { class, classroom } => {
+                self.with_class(class.as_str(), |c| {
+                    c.broadcast(&ServerMessage::Speaking {
+                        classroom_id: classroom,
+                    })
+                });
+            }
             // Handled by `on_leg_state`, which may need to start a timer.
             RouterEvent::LegState { .. } => {}
         }

@@ -253,6 +253,11 @@ pub enum ServerMessage {
         track_id: TrackId,
         classroom_id: ClassroomId,
     },
+    /// The classroom whose microphone is loudest now (`null`: nobody speaks), decided by the
+    /// media server from RFC 6464 audio levels; sent on change, a few times a second at most.
+    Speaking {
+        classroom_id: Option<ClassroomId>,
+    },
     Hands {
         hands: Vec<ClassroomId>,
     },
