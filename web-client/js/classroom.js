@@ -6,7 +6,7 @@ import { h, setText, clear } from './dom.js';
 import { runDeviceCheck } from './devicecheck.js';
 import { LiveSession } from './live.js';
 import { RemoteMedia } from './remote-media.js';
-import { teacherOf, handRaised, isOnStage } from './state.js';
+import { teacherOf, handRaised, isOnStage, speakingParticipant } from './state.js';
 import { stopStream } from './media.js';
 import { announce, attachStream, videoElement, messageScreen } from './ui.js';
 import { showFailure, openClass } from './errors.js';
@@ -61,6 +61,8 @@ function buildLivePage(root, { info, name, live, media, rejoin }) {
   attachStream(selfVideo, media.camera ? new MediaStream([media.camera]) : null);
   const banner = h('p', { class: 'banner', role: 'status', testid: 'link-banner', hidden: true });
   const notice = h('p', { class: 'notice', role: 'alert', testid: 'notice', hidden: true });
+  // Who is talking now (the server's active speaker): not a live region, it changes too often.
+  const speakingNow = h('p', { class: 'speaking-now', testid: 'speaking-now', hidden: true });
   const handButton = h('button', { type: 'button', class: 'primary', testid: 'hand-toggle', 'aria-pressed': 'false' });
   const micButton = h('button', { type: 'button', testid: 'mic-toggle', 'aria-pressed': 'false', disabled: !media.microphone });
   const audioOnlyButton = h('button', { type: 'button', testid: 'audio-only', 'aria-pressed': 'false' });
@@ -77,6 +79,7 @@ function buildLivePage(root, { info, name, live, media, rejoin }) {
       statusPill()),
     banner,
     notice,
+    speakingNow,
     h('div', { class: 'bigscreen' },
       h('figure', { class: 'main-video' }, mainVideo, mainEmpty, mainCaption, pip),
       h('div', { class: 'side-videos' },
@@ -102,6 +105,13 @@ function buildLivePage(root, { info, name, live, media, rejoin }) {
     setText(audioOnlyButton, audioOnly ? 'classroom.videoBack' : 'classroom.audioOnly');
     audioOnlyNote.hidden = !audioOnly;
     selfBadge.hidden = !(me && isOnStage(state, me));
+    const speaker = speakingParticipant(state);
+    speakingNow.hidden = !speaker;
+    if (speaker) {
+      const who = speaker.classroom_id === me ? 'classroom.speakingYou' : speaker.role === 'teacher' ? 'classroom.speakingTeacher' : 'classroom.speaking';
+      setText(speakingNow, who, { name: speaker.name });
+    }
+    speakingNow.dataset.classroomId = speaker ? speaker.classroom_id : '';
   }
 
   handButton.addEventListener('click', () => {

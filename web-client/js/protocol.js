@@ -63,6 +63,8 @@ const SERVER_SHAPES = {
   media_reset: {},
   track_published: { track: 'object' },
   track_unpublished: { track_id: 'string', classroom_id: 'string' },
+  // `classroom_id` is a classroom id or null (nobody speaks): checked by the reducer.
+  speaking: {},
   hands: { hands: 'array' },
   stage: { stage: 'array' },
   mute_requested: {},

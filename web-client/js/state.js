@@ -4,7 +4,8 @@
 // { joined, ended, mutedByTeacher (count of mute requests), you, class, session,
 //   participants: {classroom_id: {classroom_id, name, role, connected, media_lost?}},
 //   tracks: {track_id: {track_id, classroom_id, kind, source}},
-//   stage: [classroom_id], hands: [classroom_id], subscribed: {mid: track}, lastError }
+//   stage: [classroom_id], hands: [classroom_id], subscribed: {mid: track},
+//   speaking: classroom_id | null (the loudest microphone, as the server hears it), lastError }
 
 export function initialState() {
   return {
@@ -19,6 +20,7 @@ export function initialState() {
     stage: [],
     hands: [],
     subscribed: {},
+    speaking: null,
     lastError: null,
   };
 }
@@ -69,6 +71,7 @@ export function reduce(state, m) {
         stage: state.stage.filter((c) => c !== id),
         hands: state.hands.filter((c) => c !== id),
         subscribed: withoutKeys(state.subscribed, (_, t) => t.classroom_id === id),
+        speaking: state.speaking === id ? null : state.speaking,
       };
     }
     case 'participant_state': {
@@ -97,6 +100,8 @@ export function reduce(state, m) {
       for (const t of Object.values(subscribed)) if (!tracks[t.track_id]) tracks[t.track_id] = { ...t };
       return { ...state, subscribed, tracks };
     }
+    case 'speaking':
+      return { ...state, speaking: typeof m.classroom_id === 'string' ? m.classroom_id : null };
     case 'hands':
       return { ...state, hands: [...m.hands] };
     case 'stage':
@@ -144,4 +149,9 @@ export function trackForMid(state, mid) {
 export function teacherIsSharing(state) {
   const teacher = teacherOf(state);
   return !!teacher && Object.values(state.tracks).some((t) => t.classroom_id === teacher.classroom_id && t.source === 'screen');
+}
+
+/** The participant speaking now (the server's active speaker), if it is still in the class. */
+export function speakingParticipant(state) {
+  return (state.speaking && state.participants[state.speaking]) || null;
 }

@@ -263,6 +263,7 @@ function buildLivePage(root, { info, classId, token, live, media }) {
     const quality = h('span', { class: 'badge quality', testid: 'quality', dataset: { quality: 'unknown' }, i18n: 'quality.unknown' });
     const stageBadge = h('span', { class: 'badge stage', i18n: 'teacher.tile.onStage', hidden: true, testid: 'on-stage-badge' });
     const handBadge = h('span', { class: 'badge hand', i18n: 'teacher.tile.hand', hidden: true, testid: 'hand-badge' });
+    const speakingBadge = h('span', { class: 'badge speaking', i18n: 'teacher.tile.speaking', hidden: true, testid: 'speaking-badge' });
     const meter = levelMeter({ label: 'teacher.tile.level', labelParams: { name: p.name }, testid: 'classroom-level' });
     const stageBtn = h('button', { type: 'button', testid: 'stage-toggle', onclick: () => {
       if (isOnStage(live.state, p.classroom_id)) live.stageRemove(p.classroom_id); else live.stageAdd(p.classroom_id);
@@ -278,9 +279,9 @@ function buildLivePage(root, { info, classId, token, live, media }) {
     const noVideo = h('p', { class: 'no-video', i18n: 'teacher.tile.noVideo' });
     const li = h('li', { class: 'tile', testid: 'classroom-tile', dataset: { classroomId: p.classroom_id }, 'aria-label': p.name },
       h('div', { class: 'video-box' }, video, noVideo),
-      h('div', { class: 'tile-info' }, name, h('div', { class: 'badges' }, conn, quality, stageBadge, handBadge, drawBadge), meter),
+      h('div', { class: 'tile-info' }, name, h('div', { class: 'badges' }, conn, quality, speakingBadge, stageBadge, handBadge, drawBadge), meter),
       h('div', { class: 'controls' }, stageBtn, muteBtn, drawBtn));
-    return { li, video, name, conn, quality, stageBadge, handBadge, drawBadge, meter, stageBtn, muteBtn, drawBtn, noVideo };
+    return { li, video, name, conn, quality, speakingBadge, stageBadge, handBadge, drawBadge, meter, stageBtn, muteBtn, drawBtn, noVideo };
   }
 
   function renderClassrooms(state) {
@@ -309,6 +310,10 @@ function buildLivePage(root, { info, classId, token, live, media }) {
       tile.stageBadge.hidden = !onStage;
       tile.handBadge.hidden = !handRaised(state, p.classroom_id);
       tile.li.classList.toggle('on-stage', onStage);
+      // The server's active speaker: the classroom the teacher is hearing now.
+      const speaking = state.speaking === p.classroom_id;
+      tile.speakingBadge.hidden = !speaking;
+      tile.li.classList.toggle('speaking', speaking);
       setText(tile.stageBtn, onStage ? 'teacher.tile.unstage' : 'teacher.tile.stage');
       setAttrText(tile.stageBtn, 'aria-label', onStage ? 'teacher.tile.unstageLabel' : 'teacher.tile.stageLabel', { name: p.name });
       setAttrText(tile.muteBtn, 'aria-label', 'teacher.tile.askMuteLabel', { name: p.name });

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { initialState, reduce, remoteClassrooms, teacherOf, isOnStage, handRaised, trackForMid, teacherIsSharing } from '../js/state.js';
+import { initialState, reduce, remoteClassrooms, teacherOf, isOnStage, handRaised, trackForMid, teacherIsSharing, speakingParticipant } from '../js/state.js';
+import { parseServerMessage } from '../js/protocol.js';
 import { welcome } from './fakes.js';
 
 const play = (...messages) => messages.reduce(reduce, initialState());
@@ -92,4 +93,19 @@ test('a resume that kept the media keeps what this page receives; one that did n
   const before = play(welcome(), offer);
   assert.deepEqual(trackForMid(reduce(before, welcome({ media_kept: true })), '0'), teacherCam);
   assert.equal(trackForMid(reduce(before, welcome()), '0'), null);
+});
+
+test('the speaking classroom follows the server, and nobody speaks once it leaves', () => {
+  let s = play(welcome({ participants: [{ classroom_id: 'r_1', name: 'Ms Li', role: 'teacher', connected: true },
+    { classroom_id: 'r_3', name: 'Grade 2, Kashgar No. 1', role: 'classroom', connected: true }] }));
+  assert.equal(speakingParticipant(s), null);
+  s = reduce(s, parseServerMessage('{"type":"speaking","classroom_id":"r_3"}'));
+  assert.equal(speakingParticipant(s).name, 'Grade 2, Kashgar No. 1');
+  s = reduce(s, parseServerMessage('{"type":"speaking","classroom_id":null}'));
+  assert.equal(speakingParticipant(s), null);
+  s = reduce(s, { type: 'speaking', classroom_id: 'r_1' });
+  assert.equal(speakingParticipant(s).role, 'teacher');
+  s = reduce(s, { type: 'participant_left', classroom_id: 'r_1' });
+  assert.equal(s.speaking, null);
+  assert.equal(speakingParticipant(s), null);
 });
