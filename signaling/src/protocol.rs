@@ -369,6 +369,18 @@ mod tests {
             serde_json::to_string(&ServerMessage::MediaReset).unwrap(),
             r#"{"type":"media_reset"}"#
         );
+        // Nobody speaking is an explicit `null`, as docs/protocol.md shows.
+        assert_eq!(
+            serde_json::to_string(&ServerMessage::Speaking {
+                classroom_id: Some(ClassroomId::from("r_2"))
+            })
+            .unwrap(),
+            r#"{"type":"speaking","classroom_id":"r_2"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ServerMessage::Speaking { classroom_id: None }).unwrap(),
+            r#"{"type":"speaking","classroom_id":null}"#
+        );
         // `media_lost` and `media_kept` are only on the wire when true (older clients never see them).
         let view = ParticipantView {
             classroom_id: ClassroomId::from("r_2"),
