@@ -13,6 +13,7 @@ pub mod feedback;
 pub mod ids;
 pub mod keyframe;
 pub mod lipsync;
+pub mod loss;
 pub mod metrics;
 pub mod policy;
 pub mod router;

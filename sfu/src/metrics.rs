@@ -1,6 +1,7 @@
 //! Counters the media plane keeps for `/metrics`.
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -20,6 +21,30 @@ pub struct SfuMetrics {
     /// From a media datagram received to each RTP datagram it made the server forward being
     /// handed to the socket (observed by the driver).
     pub forward_delay: Histogram,
+    /// Publishers' packets that filled a gap in their sequence ([`crate::loss`]), by kind.
+    pub packets_recovered: Family<[(&'static str, &'static str); 2], Counter>,
+    /// Publishers' packets that never arrived, after recovery ([`crate::loss`]), by kind.
+    pub packets_lost: Family<[(&'static str, &'static str); 1], Counter>,
+}
+
+impl SfuMetrics {
+    /// Count what a publisher's stream of this kind recovered and lost.
+    pub fn count_loss(&self, kind: crate::track::MediaKind, count: crate::loss::LossCount) {
+        let kind = match kind {
+            crate::track::MediaKind::Audio => "audio",
+            crate::track::MediaKind::Video => "video",
+        };
+        if count.recovered > 0 {
+            self.packets_recovered
+                .get_or_create(&[("kind", kind), ("by", "nack")])
+                .inc_by(count.recovered);
+        }
+        if count.lost > 0 {
+            self.packets_lost
+                .get_or_create(&[("kind", kind)])
+                .inc_by(count.lost);
+        }
+    }
 }
 
 impl Default for SfuMetrics {
@@ -30,6 +55,8 @@ impl Default for SfuMetrics {
             keyframe_requests: Counter::default(),
             datagrams_received: Counter::default(),
             forward_delay: Histogram::new(FORWARD_DELAY_BUCKETS),
+            packets_recovered: Family::default(),
+            packets_lost: Family::default(),
         }
     }
 }
@@ -62,6 +89,18 @@ impl SfuMetrics {
              being sent",
             prometheus_client::registry::Unit::Seconds,
             self.forward_delay.clone(),
+        );
+        registry.register(
+            "tandem_rtp_packets_recovered",
+            "Publishers' RTP packets that filled a gap in their sequence (by = nack: a \
+             retransmission, or a packet merely reordered), by media kind",
+            self.packets_recovered.clone(),
+        );
+        registry.register(
+            "tandem_rtp_packets_lost",
+            "Publishers' RTP packets that never reached the server after recovery (missing when \
+             1024 newer packets had arrived, or when the track ended), by media kind",
+            self.packets_lost.clone(),
         );
     }
 }

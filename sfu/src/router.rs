@@ -146,6 +146,8 @@ struct PublishedTrack {
     payload_format: Codec,
     /// The header extension ids its publisher negotiated (set with `codec`).
     extensions: crate::extensions::ExtensionIds,
+    /// What its packets lost on the way here, after recovery (`/metrics`).
+    loss: crate::loss::LossTracker,
     keyframes: KeyframeThrottle,
     /// Classrooms whose subscribe leg carries this track.
     subscribers: Vec<ClassroomId>,
@@ -974,6 +976,7 @@ impl Router {
                 codec: None,
                 payload_format: Codec::OtherVideo,
                 extensions: Default::default(),
+                loss: Default::default(),
                 keyframes: KeyframeThrottle::new(self.config.keyframe_request_interval),
                 subscribers: Vec::new(),
             },
@@ -1024,6 +1027,8 @@ impl Router {
             self.sync_class(now, &class);
             return;
         }
+        let loss = track.loss.on_packet(packet.header.sequence_number);
+        self.metrics.count_loss(track.info.kind, loss);
         if track.info.kind == MediaKind::Audio
             && let Some((_, level)) =
                 crate::extensions::audio_level(&packet.header, &track.extensions)
@@ -1208,9 +1213,11 @@ impl Router {
     }
 
     fn unpublish(&mut self, track: &TrackId) {
-        let Some(published) = self.tracks.remove(track) else {
+        let Some(mut published) = self.tracks.remove(track) else {
             return;
         };
+        self.metrics
+            .count_loss(published.info.kind, published.loss.finish());
         self.track_by_leg.retain(|_, t| t != track);
         if published.info.kind == MediaKind::Audio
             && let Some(s) = self.speakers.get_mut(&published.class)
@@ -1822,6 +1829,43 @@ mod tests {
         );
         let most = h.rtp_sent_to.values().max().copied().unwrap_or(0);
         assert!(most <= 2, "a packet went to a classroom {most} times");
+        // The uplink loss was repaired: /metrics counts it recovered, and nothing lost.
+        let m = h.metrics.clone();
+        assert_eq!(
+            m.packets_recovered
+                .get_or_create(&[("kind", "video"), ("by", "nack")])
+                .get(),
+            1
+        );
+        h.stop_publishing(teacher);
+        assert_eq!(m.packets_lost.get_or_create(&[("kind", "video")]).get(), 0);
+    }
+
+    #[test]
+    fn an_audio_packet_lost_on_the_uplink_counts_as_lost_after_recovery() {
+        let mut h = Harness::new();
+        let teacher = h.join(Role::Master);
+        let _a = h.join(Role::Remote);
+        h.publish_audio(teacher);
+        h.run_for(Duration::from_millis(300));
+        for n in 0..30 {
+            if n == 10 {
+                h.lose_next_from.push(teacher);
+            }
+            h.send_packet(teacher, Bytes::from_static(&[0xf8; 80]));
+            h.run_for(Duration::from_millis(20));
+        }
+        h.run_for(Duration::from_millis(500));
+        h.stop_publishing(teacher);
+        let m = &h.metrics;
+        assert_eq!(m.packets_lost.get_or_create(&[("kind", "audio")]).get(), 1);
+        assert_eq!(
+            m.packets_recovered
+                .get_or_create(&[("kind", "audio"), ("by", "nack")])
+                .get(),
+            0,
+            "audio is not retransmitted"
+        );
     }
 
     /// A loss burst eats the server's last handshake flight; the classroom repeats its own flight

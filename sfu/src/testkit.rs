@@ -57,6 +57,8 @@ pub struct Peer {
 
 pub struct Harness {
     pub router: Router,
+    /// The router's counters.
+    pub metrics: Arc<SfuMetrics>,
     /// Lose the next media packet the router sends to these classrooms (a lossy downlink).
     pub lose_next_to: Vec<usize>,
     /// Lose the next media packet these classrooms send to the router (a lossy uplink).
@@ -276,8 +278,10 @@ fn subscribe_addr(publish: SocketAddr) -> SocketAddr {
 impl Harness {
     pub fn new() -> Self {
         let server: SocketAddr = "127.0.0.1:8443".parse().expect("addr");
+        let metrics = Arc::new(SfuMetrics::default());
         Self {
-            router: Router::new(RouterConfig::new(server), Arc::new(SfuMetrics::default())),
+            router: Router::new(RouterConfig::new(server), metrics.clone()),
+            metrics,
             events: Vec::new(),
             lose_next_to: Vec::new(),
             lose_next_from: Vec::new(),
