@@ -16,10 +16,14 @@ async fn main() -> anyhow::Result<()> {
     let server = tandem_signaling::start(config).await?;
     // One machine-readable line, so scripts and tests can find the (possibly ephemeral) ports.
     println!(
-        "TANDEM_READY http=http://{} media={}",
-        server.http_addr, server.media_addr
+        "TANDEM_READY http={}://{} media={}",
+        server.scheme, server.http_addr, server.media_addr
     );
-    tracing::info!(http = %server.http_addr, media = %server.media_addr, "tandem is serving");
+    if let Some(fingerprint) = &server.tls_fingerprint {
+        // What a teacher compares with the browser's certificate viewer (self-signed on a LAN).
+        println!("TANDEM_TLS sha256={fingerprint}");
+    }
+    tracing::info!(http = %server.http_addr, media = %server.media_addr, scheme = server.scheme, redirect = ?server.redirect_addr, "tandem is serving");
     tokio::select! {
         result = server.wait() => result,
         _ = tokio::signal::ctrl_c() => {

@@ -3,6 +3,7 @@
 //! - [`router::Router`]: the sans-IO core (classrooms, legs, tracks, forwarding).
 //! - [`policy`]: the one place that decides who receives what.
 //! - [`driver`]: the thin tokio loop that owns the one UDP socket and drives the router.
+//! - [`tcp`]: ICE over TCP on the same port number (RFC 6544 / RFC 4571), for the driver.
 
 pub mod codecs;
 pub mod demux;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod policy;
 pub mod router;
 pub mod sdp;
+pub mod tcp;
 pub mod testkit;
 pub mod track;
 pub mod transport;
@@ -39,6 +41,12 @@ pub struct RouterConfig {
     pub keyframe_request_interval: Duration,
     /// Packets kept per outgoing stream for retransmission on NACK (a power of two).
     pub nack_buffer_packets: u16,
+    /// Offer the UDP host candidate (off: a test of networks that block UDP).
+    pub media_udp: bool,
+    /// ICE over TCP (RFC 6544): a passive TCP candidate on the media port number.
+    pub ice_tcp: bool,
+    /// What the TCP side of the media port may hold: connections, queued bytes, idle time.
+    pub tcp: tcp::TcpLimits,
 }
 
 impl RouterConfig {
@@ -48,6 +56,9 @@ impl RouterConfig {
             public_ip: None,
             keyframe_request_interval: Duration::from_secs(1),
             nack_buffer_packets: 512,
+            media_udp: true,
+            ice_tcp: true,
+            tcp: tcp::TcpLimits::default(),
         }
     }
 

@@ -38,6 +38,8 @@ use crate::{RouterConfig, SfuError};
 pub struct Transmit {
     pub to: SocketAddr,
     pub data: BytesMut,
+    /// UDP, or the ICE-TCP connection from `to` (the driver frames it, RFC 4571).
+    pub protocol: TransportProtocol,
 }
 
 /// A published track as carried on one subscriber's leg.
@@ -124,6 +126,8 @@ pub struct Router {
     transports: HashMap<TransportKey, Transport>,
     by_ufrag: HashMap<String, TransportKey>,
     by_addr: HashMap<SocketAddr, TransportKey>,
+    /// ICE-TCP connections, by the peer's address (a TCP and a UDP peer may share one).
+    by_tcp_addr: HashMap<SocketAddr, TransportKey>,
     members: HashMap<ClassroomId, Member>,
     classes: HashMap<ClassId, ClassMedia>,
     /// Published tracks, by server id.
@@ -145,6 +149,7 @@ impl Router {
             transports: HashMap::new(),
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
+            by_tcp_addr: HashMap::new(),
             members: HashMap::new(),
             classes: HashMap::new(),
             tracks: HashMap::new(),
@@ -475,15 +480,32 @@ impl Router {
         Ok(())
     }
 
-    /// A datagram arrived on the shared media port.
+    /// A datagram arrived on the shared media port (bound at `_local`: a wildcard or a private
+    /// address behind NAT; the ICE agent knows the port by its announced address).
     pub fn handle_datagram(
         &mut self,
         now: Instant,
-        local: SocketAddr,
+        _local: SocketAddr,
         from: SocketAddr,
         data: &[u8],
     ) {
-        let key = match self.by_addr.get(&from) {
+        self.handle_packet(now, TransportProtocol::UDP, from, data);
+    }
+
+    /// A packet arrived on the media port over `protocol`: a UDP datagram, or one RFC 4571 frame
+    /// of the ICE-TCP connection from `from` (the driver undoes the framing).
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        protocol: TransportProtocol,
+        from: SocketAddr,
+        data: &[u8],
+    ) {
+        let by_addr = match protocol {
+            TransportProtocol::TCP => &mut self.by_tcp_addr,
+            _ => &mut self.by_addr,
+        };
+        let key = match by_addr.get(&from) {
             Some(key) => *key,
             None => {
                 let Some(key) = demux::binding_request_ufrag(data)
@@ -493,7 +515,7 @@ impl Router {
                     // Not a check for any leg we know: a stray, a scanner, or a leg already closed.
                     return;
                 };
-                self.by_addr.insert(from, key);
+                by_addr.insert(from, key);
                 if let Some(t) = self.transports.get_mut(&key) {
                     t.remote_addr = Some(from);
                 }
@@ -501,16 +523,23 @@ impl Router {
             }
         };
         let Some(transport) = self.transports.get_mut(&key) else {
-            self.by_addr.remove(&from);
+            match protocol {
+                TransportProtocol::TCP => self.by_tcp_addr.remove(&from),
+                _ => self.by_addr.remove(&from),
+            };
             return;
         };
+        // The ICE agent finds the candidate a packet reached by its address, which is the announced
+        // one (`--public-ip`), not the socket's own (`0.0.0.0`, or a private address behind NAT):
+        // the server has one host candidate per protocol, all at that address.
+        let local_addr = self.config.announced_addr();
         let read = transport.pc.handle_read(TaggedBytesMut {
             now,
             transport: TransportContext {
-                local_addr: local,
+                local_addr,
                 peer_addr: from,
                 ecn: None,
-                transport_protocol: TransportProtocol::UDP,
+                transport_protocol: protocol,
             },
             message: BytesMut::from(data),
         });
@@ -605,6 +634,7 @@ impl Router {
             }
             self.by_ufrag.remove(&transport.ufrag);
             self.by_addr.retain(|_, k| *k != key);
+            self.by_tcp_addr.retain(|_, k| *k != key);
             self.track_by_leg.retain(|(k, _), _| *k != key);
         }
         self.dirty.remove(&key);
@@ -614,6 +644,7 @@ impl Router {
         self.transmits.push_back(Transmit {
             to: out.transport.peer_addr,
             data: out.message,
+            protocol: out.transport.transport_protocol,
         });
     }
 
@@ -626,6 +657,7 @@ impl Router {
                     self.transmits.push_back(Transmit {
                         to: out.transport.peer_addr,
                         data: out.message,
+                        protocol: out.transport.transport_protocol,
                     });
                 }
             }

@@ -126,7 +126,8 @@ fn base_url(hub: &Hub, headers: &HeaderMap) -> String {
         })
         .map(str::to_owned)
         .unwrap_or_else(|| hub.config.listen.to_string());
-    format!("http://{host}")
+    let scheme = if hub.config.https() { "https" } else { "http" };
+    format!("{scheme}://{host}")
 }
 
 #[derive(Deserialize)]

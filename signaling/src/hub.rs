@@ -369,6 +369,11 @@ impl Hub {
                 stage: class.stage.clone(),
                 hands: class.hands.clone(),
                 tracks,
+                ice_servers: crate::turn::ice_servers(
+                    &self.config,
+                    std::time::SystemTime::now(),
+                    seat.classroom_id.as_str(),
+                ),
             };
             let announce = if resumed {
                 ServerMessage::ParticipantState {

@@ -11,7 +11,9 @@ pub mod metrics;
 pub mod process;
 pub mod protocol;
 pub mod store;
+pub mod tls;
 pub mod token;
+pub mod turn;
 pub mod web;
 pub mod whip;
 pub mod ws;
@@ -30,6 +32,12 @@ pub use config::Config;
 pub struct Server {
     pub http_addr: SocketAddr,
     pub media_addr: SocketAddr,
+    /// `https` with TLS on, else `http`.
+    pub scheme: &'static str,
+    /// SHA-256 of the HTTPS certificate (`AB:CD:…`), with TLS on.
+    pub tls_fingerprint: Option<String>,
+    /// The plain-HTTP address that redirects to HTTPS, if any.
+    pub redirect_addr: Option<SocketAddr>,
     pub hub: Arc<hub::Hub>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -71,6 +79,8 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let store =
         store::Store::open(&config.data_dir.join("tandem.db")).context("opening the database")?;
     let tokens = token::TokenKey::new(&load_secret(&config)?);
+    turn::validate(&config)?;
+    let tls = tls::Tls::from_config(&config).context("setting up HTTPS")?;
 
     let sfu_metrics = Arc::new(SfuMetrics::default());
     let mut router_config = RouterConfig::new(config.media_listen);
@@ -78,6 +88,13 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     router_config.keyframe_request_interval =
         std::time::Duration::from_millis(config.keyframe_interval_ms);
     router_config.nack_buffer_packets = config.nack_buffer_packets;
+    router_config.ice_tcp = config.ice_tcp;
+    router_config.media_udp = config.media_udp;
+    router_config.tcp = tandem_sfu::tcp::TcpLimits {
+        max_connections: config.ice_tcp_max_connections,
+        max_queued_bytes: config.ice_tcp_max_queued_bytes,
+        idle_timeout: std::time::Duration::from_secs(config.ice_tcp_idle_secs),
+    };
     let (sfu, events) = tandem_sfu::driver::start(router_config, sfu_metrics.clone())
         .await
         .with_context(|| format!("binding media port {}", config.media_listen))?;
@@ -97,14 +114,36 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         sessions: Arc::default(),
     };
     let app = http::routes(state);
-    let task = tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, app).await {
-            tracing::error!(%err, "HTTP server stopped");
+    let mut redirect_addr = None;
+    let tls_fingerprint = tls.as_ref().map(tls::Tls::fingerprint);
+    let task = match tls {
+        Some(tls) => {
+            tls.reload_on_sighup().context("listening for SIGHUP")?;
+            if let Some(addr) = hub.config.http_redirect_listen {
+                let redirect = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding {addr}"))?;
+                redirect_addr = Some(redirect.local_addr()?);
+                tokio::spawn(tls::serve_redirect(redirect, tls::https_base(http_addr)));
+            }
+            tokio::spawn(tls::serve(listener, app, tls))
         }
-    });
+        None => tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!(%err, "HTTP server stopped");
+            }
+        }),
+    };
     Ok(Server {
         http_addr,
         media_addr,
+        scheme: if tls_fingerprint.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+        tls_fingerprint,
+        redirect_addr,
         hub,
         task,
     })

@@ -198,6 +198,9 @@ pub enum ServerMessage {
         stage: Vec<ClassroomId>,
         hands: Vec<ClassroomId>,
         tracks: Vec<TrackInfo>,
+        /// TURN (and STUN) servers with credentials for this join, for `RTCConfiguration.iceServers`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<crate::turn::IceServer>,
     },
     PublishAnswer {
         sdp: String,

@@ -232,6 +232,11 @@ async fn create(
         }
     };
 
+    let ice_servers = crate::turn::ice_servers(
+        &hub.config,
+        std::time::SystemTime::now(),
+        seat.classroom_id.as_str(),
+    );
     let id = Alphanumeric.sample_string(&mut rand::rng(), 20);
     let location = format!("/{}/{class_id}/{id}", direction.path());
     tracing::info!(class = %class_id, classroom = %seat.classroom_id, ?direction, "WHIP/WHEP session opened");
@@ -251,6 +256,12 @@ async fn create(
     }
     if let Ok(v) = HeaderValue::from_str(&format!("\"{ice_ufrag}\"")) {
         h.insert(header::ETAG, v);
+    }
+    // RFC 9725 §4.6: the TURN servers (with this session's credentials) the client may use.
+    for link in crate::turn::link_headers(&ice_servers) {
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            h.append(header::LINK, v);
+        }
     }
     Ok(response)
 }
