@@ -10,6 +10,10 @@ pkg-config --exists opus 2>/dev/null || need_apt+=(libopus-dev)
 if [ -d tests/browser ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
 # A CJK font, so the Chinese pages are readable in the screenshots the browser tests save.
 if [ -d tests/browser ] && ! fc-list 2>/dev/null | grep -qi "wenquanyi\|wqy"; then need_apt+=(fonts-wqy-microhei); fi
+# Reaching schools (tests/browser/reach.test.mjs): a TURN server, and a test CA Chromium trusts.
+if [ -d tests/browser ] && ! command -v turnserver >/dev/null; then need_apt+=(coturn); fi
+if [ -d tests/browser ] && ! command -v certutil >/dev/null; then need_apt+=(libnss3-tools); fi
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -71,12 +71,13 @@ export class LiveSession extends EventTarget {
     // The server forgets the preference when this classroom comes back as a new session.
     if (this.audioOnly) this.signaling.send(msg.subscribePrefs(false));
     // First join, or a resume: both legs start from scratch (the server forgot the old ones).
-    this.#rebuildRtc();
+    this.#rebuildRtc(welcome.ice_servers || []);
   }
 
-  #rebuildRtc() {
+  #rebuildRtc(iceServers) {
     if (this.rtc) this.rtc.close();
-    const rtc = new RtcSession({ send: (m) => this.signaling.send(m) });
+    // TURN servers with this join's credentials, for networks that reach the server no other way.
+    const rtc = new RtcSession({ send: (m) => this.signaling.send(m), iceServers });
     this.rtc = rtc;
     this.prevStats.clear();
     this.progress.clear();

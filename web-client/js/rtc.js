@@ -5,16 +5,18 @@
 
 import { msg, msidByMid } from './protocol.js';
 
-const PC_CONFIG = { iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' };
+const PC_CONFIG = { bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' };
 
 /**
  * Events: `remote-tracks` {tracks: [{mid, info, track}]} after every subscribe offer;
  * `leg-state` {leg, state} on connection state changes; `negotiation-error` {leg, error}.
  */
 export class RtcSession extends EventTarget {
-  constructor({ send, RTCPeerConnectionImpl = globalThis.RTCPeerConnection }) {
+  /** `iceServers`: the `ice_servers` of `welcome` (TURN with credentials minted for this join). */
+  constructor({ send, RTCPeerConnectionImpl = globalThis.RTCPeerConnection, iceServers = [] }) {
     super();
     this.send = send;
+    this.pcConfig = { ...PC_CONFIG, iceServers };
     this.Impl = RTCPeerConnectionImpl;
     this.closed = false;
     this.published = []; // {source, track, stream, transceiver}
@@ -34,7 +36,7 @@ export class RtcSession extends EventTarget {
   }
 
   #createPc(leg) {
-    const pc = new this.Impl(PC_CONFIG);
+    const pc = new this.Impl(this.pcConfig);
     pc.onicecandidate = (e) => {
       if (e.candidate && e.candidate.candidate && !this.closed) {
         this.send(msg.iceCandidate(leg, e.candidate.toJSON ? e.candidate.toJSON() : e.candidate));

@@ -160,3 +160,15 @@ test('closing stops both legs and sends nothing more', async () => {
   await rtc.handleSubscribeOffer({ sdp: offerSdp, tracks: [] });
   assert.equal(sent.length, count);
 });
+
+test('both legs use the TURN servers of the welcome, with their credentials', async () => {
+  const iceServers = [{ urls: ['turn:turn.example.org:3478?transport=udp'], username: '1700000000:r_1', credential: 'c2VjcmV0' }];
+  FakePC.all = [];
+  const withTurn = new RtcSession({ send: () => {}, RTCPeerConnectionImpl: FakePC, iceServers });
+  await withTurn.publish([{ source: 'microphone', track: mic, stream }]);
+  assert.equal(FakePC.all.length, 2);
+  for (const pc of FakePC.all) {
+    assert.deepEqual(pc.config.iceServers, iceServers);
+    assert.equal(pc.config.bundlePolicy, 'max-bundle');
+  }
+});
