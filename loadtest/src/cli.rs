@@ -111,6 +111,27 @@ pub struct Args {
     /// Seed for every random choice (link emulation, who draws and votes), for reproducible runs.
     #[arg(long, env = "TANDEM_LOADTEST_SEED", default_value_t = 1)]
     pub seed: u64,
+
+    /// How the emulated classrooms reach the media port: udp, or tcp (ICE-TCP only, RFC 6544, as
+    /// from a school network that blocks UDP; the link's loss then costs a retransmission, not a
+    /// packet). The probe class stays on UDP.
+    #[arg(
+        long,
+        value_enum,
+        env = "TANDEM_LOADTEST_TRANSPORT",
+        default_value = "udp"
+    )]
+    pub transport: Transport,
+}
+
+/// The transport of the classrooms' media.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
 }
 
 /// Emulated link of every classroom, both directions.

@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::link::{LinkProfile, UdpLinkProxy};
+use crate::link::{LinkProfile, ProxyStats, UdpLinkProxy};
 use crate::loss::SeqCounter;
 use crate::stats::JitterEstimator;
+use crate::tcp_link::TcpLinkProxy;
 use anyhow::{Context, anyhow, bail};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
@@ -80,6 +81,23 @@ pub struct ClientOptions {
     pub opus_fec: bool,
     /// Opus discontinuous transmission (`usedtx=1`): silence is sent as rare comfort-noise frames.
     pub opus_dtx: bool,
+    /// Reach the server over ICE-TCP only (RFC 6544), as a classroom whose network blocks UDP.
+    pub tcp: bool,
+}
+
+/// The emulated link of one leg: UDP datagrams, or the frames of an ICE-TCP connection.
+pub enum LinkProxy {
+    Udp(UdpLinkProxy),
+    Tcp(TcpLinkProxy),
+}
+
+impl LinkProxy {
+    pub fn stats(&self) -> ProxyStats {
+        match self {
+            Self::Udp(p) => p.stats(),
+            Self::Tcp(p) => p.stats(),
+        }
+    }
 }
 
 impl ClientOptions {
@@ -91,6 +109,17 @@ impl ClientOptions {
             seed,
             opus_fec: true,
             opus_dtx: false,
+            tcp: false,
+        }
+    }
+
+    /// The server's candidate this client uses in `sdp`: its UDP one, or with `tcp` its passive
+    /// TCP one.
+    pub fn candidate_addr(&self, sdp: &str) -> Option<SocketAddr> {
+        if self.tcp {
+            server_tcp_candidate_addr(sdp)
+        } else {
+            server_candidate_addr(sdp)
         }
     }
 
@@ -100,15 +129,26 @@ impl ClientOptions {
         &self,
         leg_seed: u64,
         sdp: &str,
-        proxies: &Mutex<Vec<UdpLinkProxy>>,
+        proxies: &Mutex<Vec<LinkProxy>>,
     ) -> anyhow::Result<String> {
         let Some(profile) = &self.link else {
             return Ok(sdp.to_owned());
         };
-        let server =
-            server_candidate_addr(sdp).ok_or_else(|| anyhow!("no server candidate in the SDP"))?;
-        let proxy = UdpLinkProxy::start(server, profile.clone(), profile.clone(), leg_seed).await?;
-        let rewritten = rewrite_candidates(sdp, server, proxy.local_addr());
+        let server = self
+            .candidate_addr(sdp)
+            .ok_or_else(|| anyhow!("no server candidate in the SDP"))?;
+        let (proxy, local) = if self.tcp {
+            let proxy =
+                TcpLinkProxy::start(server, profile.clone(), profile.clone(), leg_seed).await?;
+            let local = proxy.local_addr();
+            (LinkProxy::Tcp(proxy), local)
+        } else {
+            let proxy =
+                UdpLinkProxy::start(server, profile.clone(), profile.clone(), leg_seed).await?;
+            let local = proxy.local_addr();
+            (LinkProxy::Udp(proxy), local)
+        };
+        let rewritten = rewrite_candidates(sdp, server, local);
         proxies.lock().push(proxy);
         Ok(rewritten)
     }
@@ -125,6 +165,51 @@ pub fn server_candidate_addr(sdp: &str) -> Option<SocketAddr> {
         let ip: std::net::IpAddr = f[4].parse().ok()?;
         Some(SocketAddr::new(ip, f[5].parse().ok()?))
     })
+}
+
+/// The address of the first passive TCP candidate in an SDP (RFC 6544: `… tcp PRIO IP PORT typ
+/// host tcptype passive`).
+pub fn server_tcp_candidate_addr(sdp: &str) -> Option<SocketAddr> {
+    tcp_passive_candidates(sdp)
+        .into_iter()
+        .next()
+        .map(|(addr, _)| addr)
+}
+
+/// Every passive TCP candidate of an SDP, with its `candidate:` line.
+fn tcp_passive_candidates(sdp: &str) -> Vec<(SocketAddr, String)> {
+    sdp.lines()
+        .filter_map(|line| {
+            let candidate = line.trim().strip_prefix("a=")?;
+            let f: Vec<&str> = candidate
+                .strip_prefix("candidate:")?
+                .split_whitespace()
+                .collect();
+            if f.len() < 6 || !f[2].eq_ignore_ascii_case("tcp") {
+                return None;
+            }
+            let passive = f.windows(2).any(|w| w[0] == "tcptype" && w[1] == "passive");
+            let ip: std::net::IpAddr = f[4].parse().ok()?;
+            let port = f[5].parse().ok()?;
+            passive.then(|| (SocketAddr::new(ip, port), candidate.to_owned()))
+        })
+        .collect()
+}
+
+/// Hand the passive TCP candidates of the remote SDP to the peer connection one by one: the
+/// `webrtc` crate opens its ICE-TCP connection only for a candidate added this way, not for one
+/// that arrives inside a description.
+async fn connect_tcp_candidates(pc: &Arc<dyn PeerConnection>, sdp: &str) -> anyhow::Result<()> {
+    for (_, candidate) in tcp_passive_candidates(sdp) {
+        pc.add_ice_candidate(webrtc::peer_connection::RTCIceCandidateInit {
+            candidate,
+            sdp_mid: None,
+            sdp_mline_index: Some(0),
+            ..Default::default()
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// The SDP with every candidate at `from` moved to `to` (every other line untouched, line
@@ -175,7 +260,7 @@ pub struct Classroom {
     media_tasks: Vec<tokio::task::JoinHandle<()>>,
     options: ClientOptions,
     /// The link emulators of both legs, if any; dropped with the classroom.
-    proxies: Arc<Mutex<Vec<UdpLinkProxy>>>,
+    proxies: Arc<Mutex<Vec<LinkProxy>>>,
 }
 
 /// The WebSocket URL of a server given its HTTP base URL.
@@ -300,6 +385,7 @@ impl PeerConnectionEventHandler for Handler {
 
 async fn new_peer(
     shared: Arc<Mutex<Shared>>,
+    tcp: bool,
 ) -> anyhow::Result<(
     Arc<dyn PeerConnection>,
     mpsc::UnboundedReceiver<()>,
@@ -318,14 +404,28 @@ async fn new_peer(
         gathered: gathered_tx,
         connected: connected_tx,
     });
-    let pc = PeerConnectionBuilder::new()
+    let builder = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(media_engine)
         .with_interceptor_registry(registry)
-        .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
-        .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
-        .build()
-        .await?;
+        .with_handler(handler as Arc<dyn PeerConnectionEventHandler>);
+    let pc = if tcp {
+        // Only TCP candidates (an active one connects to the server's passive candidate).
+        builder
+            .with_setting_engine(
+                webrtc::peer_connection::SettingEngineBuilder::new()
+                    .with_network_types(vec![rtc::ice::network_type::NetworkType::Tcp4])
+                    .build(),
+            )
+            .with_tcp_addrs(vec!["127.0.0.1:0".to_owned()])
+            .build()
+            .await?
+    } else {
+        builder
+            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+            .build()
+            .await?
+    };
     Ok((Arc::new(pc), gathered, connected))
 }
 
@@ -462,6 +562,7 @@ impl Classroom {
             let mut gathered = None;
             // The subscribe leg's (server, proxy) addresses, once its emulator runs.
             let mut emulated: Option<(SocketAddr, SocketAddr)> = None;
+            let mut tcp_connecting = false;
             while let Ok(message) = rx.recv().await {
                 let ServerMessage::SubscribeOffer { sdp, tracks } = message else {
                     continue;
@@ -476,7 +577,7 @@ impl Classroom {
                 let existing = slot.lock().clone();
                 let pc = match existing {
                     Some(pc) => pc,
-                    None => match new_peer(shared.clone()).await {
+                    None => match new_peer(shared.clone(), options.tcp).await {
                         Ok((pc, g, _)) => {
                             gathered = Some(g);
                             *slot.lock() = Some(pc.clone());
@@ -496,16 +597,21 @@ impl Classroom {
                             let leg_seed = options.seed.wrapping_mul(2) | 1;
                             let rewritten = options.proxy_for(leg_seed, &sdp, &proxies).await?;
                             if let (Some(s), Some(p)) = (
-                                server_candidate_addr(&sdp),
-                                server_candidate_addr(&rewritten),
+                                options.candidate_addr(&sdp),
+                                options.candidate_addr(&rewritten),
                             ) {
                                 emulated = Some((s, p));
                             }
                             rewritten
                         }
                     };
-                    pc.set_remote_description(RTCSessionDescription::offer(sdp)?)
+                    pc.set_remote_description(RTCSessionDescription::offer(sdp.clone())?)
                         .await?;
+                    // A new leg over ICE-TCP connects to the server's passive candidate.
+                    if options.tcp && gathered.is_some() && !tcp_connecting {
+                        tcp_connecting = true;
+                        connect_tcp_candidates(&pc, &sdp).await?;
+                    }
                     let answer = pc.create_answer(None).await?;
                     // Only a new leg gathers; a renegotiation reuses its candidates.
                     apply_local(&pc, answer, gathered.as_mut()).await
@@ -591,11 +697,7 @@ impl Classroom {
 
     /// Counters of this classroom's emulated links (publish leg first), empty without emulation.
     pub fn link_stats(&self) -> Vec<crate::link::ProxyStats> {
-        self.proxies
-            .lock()
-            .iter()
-            .map(UdpLinkProxy::stats)
-            .collect()
+        self.proxies.lock().iter().map(LinkProxy::stats).collect()
     }
 
     /// Received tracks published by `classroom_id` of `kind`.
@@ -625,7 +727,8 @@ impl Classroom {
         spec: PublishSpec,
         screen: Option<VideoSpec>,
     ) -> anyhow::Result<()> {
-        let (pc, mut gathered, mut connected) = new_peer(self.shared.clone()).await?;
+        let (pc, mut gathered, mut connected) =
+            new_peer(self.shared.clone(), self.options.tcp).await?;
         let mut declared = Vec::new();
         let mut audio = None;
         let mut video = None;
@@ -681,8 +784,11 @@ impl Classroom {
             .options
             .proxy_for(self.options.seed.wrapping_mul(2), &answer, &self.proxies)
             .await?;
-        pc.set_remote_description(RTCSessionDescription::answer(answer)?)
+        pc.set_remote_description(RTCSessionDescription::answer(answer.clone())?)
             .await?;
+        if self.options.tcp {
+            connect_tcp_candidates(&pc, &answer).await?;
+        }
         match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
             Ok(Some(true)) => {}
             _ => bail!("the publish leg did not connect"),
@@ -1119,7 +1225,7 @@ impl HttpMediaSession {
         spec: PublishSpec,
     ) -> anyhow::Result<HttpOfferOutcome> {
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let (pc, mut gathered, mut connected) = new_peer(shared.clone()).await?;
+        let (pc, mut gathered, mut connected) = new_peer(shared.clone(), false).await?;
         let (audio, audio_ssrc) = local_track(RtpCodecKind::Audio, "audio/opus", 48000, 2);
         pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await?;
         let video = if spec.video.is_some() {
@@ -1170,7 +1276,7 @@ impl HttpMediaSession {
     ) -> anyhow::Result<HttpOfferOutcome> {
         use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let (pc, mut gathered, mut connected) = new_peer(shared.clone()).await?;
+        let (pc, mut gathered, mut connected) = new_peer(shared.clone(), false).await?;
         for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
             pc.add_transceiver_from_kind(
                 kind,

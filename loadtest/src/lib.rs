@@ -12,3 +12,4 @@ pub mod runner;
 pub mod server;
 pub mod slo;
 pub mod stats;
+pub mod tcp_link;

@@ -85,6 +85,8 @@ pub struct RunConfig {
     pub probe: bool,
     /// Print the live progress line on stderr.
     pub progress: bool,
+    /// The emulated classrooms reach the server over ICE-TCP only.
+    pub tcp: bool,
 }
 
 impl RunConfig {
@@ -107,6 +109,7 @@ impl RunConfig {
             seed: args.seed,
             probe: true,
             progress: true,
+            tcp: args.transport == crate::cli::Transport::Tcp,
         })
     }
 
@@ -438,7 +441,11 @@ async fn create_class(http: &str, title: &str) -> anyhow::Result<ClassLinks> {
 
 /// A classroom's options: emulated unless it belongs to the probe class.
 fn options(cfg: &RunConfig, probe: bool, seed: u64) -> ClientOptions {
-    ClientOptions::browser_like((!probe).then(|| cfg.link.clone()), seed)
+    ClientOptions {
+        // The probe measures the server on a direct UDP path, whatever the classrooms use.
+        tcp: cfg.tcp && !probe,
+        ..ClientOptions::browser_like((!probe).then(|| cfg.link.clone()), seed)
+    }
 }
 
 /// Joins by `link` and publishes a tone and the camera (and the screen, if asked).
@@ -1215,6 +1222,7 @@ mod tests {
             seed: 1,
             probe: true,
             progress: false,
+            tcp: false,
         }
     }
 

@@ -35,6 +35,7 @@ async fn one_class_over_1000km_passes_and_reports_what_it_measured() {
         seed: 7,
         probe: true,
         progress: false,
+        tcp: false,
     };
     // Default objectives, but one: audio is not retransmitted (Opus FEC is its repair, which a
     // sequence-number count does not credit), so with this light camera, where audio is most

@@ -54,7 +54,7 @@ pub async fn start(
     let local = socket.local_addr()?;
     let mut config = config;
     config.media_addr = local;
-    let tcp = tcp.map(|listener| TcpMedia::start(listener, config.tcp.clone()));
+    let tcp = tcp.map(|listener| TcpMedia::start(listener, config.tcp.clone(), metrics.clone()));
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (event_tx, events) = mpsc::unbounded_channel();
     let router = Router::new(config, metrics.clone());

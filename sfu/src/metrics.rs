@@ -1,6 +1,7 @@
 //! Counters the media plane keeps for `/metrics`.
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Default, Clone)]
@@ -9,6 +10,9 @@ pub struct SfuMetrics {
     pub bytes_forwarded: Counter,
     pub keyframe_requests: Counter,
     pub datagrams_received: Counter,
+    /// ICE-TCP connections accepted on the media port, and open now.
+    pub ice_tcp_connections: Counter,
+    pub ice_tcp_connections_open: Gauge,
 }
 
 impl SfuMetrics {
@@ -32,6 +36,16 @@ impl SfuMetrics {
             "tandem_media_datagrams_received",
             "UDP datagrams received on the media port",
             self.datagrams_received.clone(),
+        );
+        registry.register(
+            "tandem_ice_tcp_connections",
+            "ICE-TCP connections accepted on the media port (classrooms whose network blocks UDP)",
+            self.ice_tcp_connections.clone(),
+        );
+        registry.register(
+            "tandem_ice_tcp_connections_open",
+            "ICE-TCP connections open now",
+            self.ice_tcp_connections_open.clone(),
         );
     }
 }

@@ -25,6 +25,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use crate::metrics::SfuMetrics;
+
 /// Limits of the TCP side of the media port.
 #[derive(Debug, Clone)]
 pub struct TcpLimits {
@@ -68,11 +70,12 @@ pub struct TcpMedia {
     inbound: mpsc::Receiver<Inbound>,
     writers: HashMap<SocketAddr, Writer>,
     max_queued_bytes: usize,
+    metrics: Arc<SfuMetrics>,
 }
 
 impl TcpMedia {
     /// Accept ICE-TCP connections on `listener` (a task per connection) until `self` is dropped.
-    pub fn start(listener: TcpListener, limits: TcpLimits) -> Self {
+    pub fn start(listener: TcpListener, limits: TcpLimits, metrics: Arc<SfuMetrics>) -> Self {
         let (tx, inbound) = mpsc::channel(INBOUND_QUEUE);
         let max_queued_bytes = limits.max_queued_bytes;
         tokio::spawn(accept(listener, tx, limits));
@@ -80,6 +83,7 @@ impl TcpMedia {
             inbound,
             writers: HashMap::new(),
             max_queued_bytes,
+            metrics,
         }
     }
 
@@ -90,12 +94,16 @@ impl TcpMedia {
             match self.inbound.recv().await? {
                 Inbound::Opened(peer, writer) => {
                     self.writers.insert(peer, writer);
+                    self.metrics.ice_tcp_connections.inc();
                 }
                 Inbound::Closed(peer) => {
                     self.writers.remove(&peer);
                 }
                 Inbound::Frame(peer, packet) => return Some((peer, packet)),
             }
+            self.metrics
+                .ice_tcp_connections_open
+                .set(self.writers.len() as i64);
         }
     }
 
@@ -236,7 +244,10 @@ mod tests {
     async fn media(limits: TcpLimits) -> (TcpMedia, SocketAddr) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        (TcpMedia::start(listener, limits), addr)
+        (
+            TcpMedia::start(listener, limits, Arc::new(SfuMetrics::default())),
+            addr,
+        )
     }
 
     async fn recv(media: &mut TcpMedia) -> (SocketAddr, Vec<u8>) {
