@@ -36,6 +36,7 @@ enum Command {
     Candidate(ClassroomId, Leg, RTCIceCandidateInit, Reply<()>),
     Tracks(ClassId, oneshot::Sender<Vec<TrackInfo>>),
     TransportCount(oneshot::Sender<usize>),
+    Probe(String, Reply<String>),
 }
 
 /// A handle on the running media plane. Cheap to clone; the loop stops when every handle is gone.
@@ -179,6 +180,9 @@ fn apply(router: &mut Router, command: Command) {
         Command::TransportCount(reply) => {
             let _ = reply.send(router.transport_count());
         }
+        Command::Probe(sdp, reply) => {
+            let _ = reply.send(router.probe_offer(now, sdp));
+        }
     }
 }
 
@@ -270,6 +274,11 @@ impl SfuHandle {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Tracks(class, tx))?;
         rx.await.map_err(|_| SfuError::Stopped)
+    }
+
+    /// A browser's network-check offer (see [`crate::router::PROBE_LIFETIME`]); returns the answer.
+    pub async fn probe_offer(&self, sdp: String) -> Result<String, SfuError> {
+        self.ask(|reply| Command::Probe(sdp, reply)).await
     }
 
     pub async fn transport_count(&self) -> Result<usize, SfuError> {

@@ -33,6 +33,9 @@ use crate::track::{MediaKind, Source, TrackInfo};
 use crate::transport::{Transport, TransportKey};
 use crate::{RouterConfig, SfuError};
 
+mod probe;
+pub use probe::{MAX_PROBES, PROBE_LIFETIME};
+
 /// A datagram the router wants on the wire.
 #[derive(Debug)]
 pub struct Transmit {
@@ -137,6 +140,8 @@ pub struct Router {
     transmits: VecDeque<Transmit>,
     events: VecDeque<RouterEvent>,
     dirty: HashSet<TransportKey>,
+    /// Network-check legs ([`probe`]), closed by time.
+    probes: probe::Probes,
 }
 
 impl Router {
@@ -157,6 +162,7 @@ impl Router {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             dirty: HashSet::new(),
+            probes: probe::Probes::default(),
         }
     }
 
@@ -557,7 +563,7 @@ impl Router {
             .values_mut()
             .filter_map(|t| t.pc.poll_timeout());
         let keyframes = self.tracks.values().filter_map(|t| t.keyframes.deadline());
-        legs.chain(keyframes).min()
+        legs.chain(keyframes).chain(self.probes.deadline()).min()
     }
 
     /// Time has passed: retransmissions, reports, consent checks, deferred keyframe requests.
@@ -587,6 +593,7 @@ impl Router {
         for track in deferred {
             self.send_pli(now, &track);
         }
+        self.expire_probes(now);
         self.flush();
     }
 

@@ -37,6 +37,10 @@ pub fn routes(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/ws", get(websocket))
+        .route(
+            "/api/classes/{class_id}/netcheck",
+            post(crate::netcheck::netcheck),
+        )
         .route("/whip/{class_id}", post(whip::whip_create))
         .route(
             "/whip/{class_id}/{session}",

@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod netcheck;
 pub mod process;
 pub mod protocol;
 pub mod store;

@@ -58,7 +58,11 @@ struct Session {
 pub struct Sessions(DashMap<String, Session>);
 
 /// An HTTP error in the shape every Tandem API error has.
-struct WhipError(StatusCode, ErrorCode, String);
+pub(crate) struct WhipError(
+    pub(crate) StatusCode,
+    pub(crate) ErrorCode,
+    pub(crate) String,
+);
 
 impl IntoResponse for WhipError {
     fn into_response(self) -> Response {
@@ -81,7 +85,7 @@ impl From<HubError> for WhipError {
     }
 }
 
-fn sdp_error(err: SfuError) -> WhipError {
+pub(crate) fn sdp_error(err: SfuError) -> WhipError {
     match err {
         SfuError::NothingToView => WhipError(
             StatusCode::CONFLICT,
@@ -102,7 +106,7 @@ fn sdp_error(err: SfuError) -> WhipError {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Result<&str, WhipError> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, WhipError> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -117,7 +121,7 @@ fn bearer(headers: &HeaderMap) -> Result<&str, WhipError> {
         })
 }
 
-fn require_content_type(headers: &HeaderMap, want: &str) -> Result<(), WhipError> {
+pub(crate) fn require_content_type(headers: &HeaderMap, want: &str) -> Result<(), WhipError> {
     let got = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -146,7 +150,7 @@ fn attribute<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Check the class and token the way RFC 9725 wants the answers: 404, 401, 403.
-fn authorise(hub: &Hub, class_id: &str, token: &str) -> Result<(), WhipError> {
+pub(crate) fn authorise(hub: &Hub, class_id: &str, token: &str) -> Result<(), WhipError> {
     hub.class_for_token(class_id, token)
         .map(|_| ())
         .map_err(|err| -> WhipError {

@@ -77,8 +77,21 @@ async function createClass(base) {
   return res.json();
 }
 
+/**
+ * The device check's network box must come to `verdict` ('udp', 'tcp', 'turn', 'none') with
+ * these per-path states ({udp: 'ok', …}).
+ */
+async function expectNetwork(page, verdict, states) {
+  const box = byTestId(page, 'network-verdict');
+  await page.waitForFunction(() => document.querySelector('[data-testid="network-verdict"]')?.dataset.verdict);
+  assert.equal(await box.getAttribute('data-verdict'), verdict, `network verdict: ${await box.textContent()}`);
+  for (const [path, state] of Object.entries(states)) {
+    assert.equal(await byTestId(page, `network-${path}`).getAttribute('data-state'), state, `${path} path`);
+  }
+}
+
 /** The teacher goes live from the teacher link; a classroom joins by the invite link. */
-async function teacherAndClassroom(browser, created, { forceRelay = false, prefix }) {
+async function teacherAndClassroom(browser, created, { forceRelay = false, prefix, network }) {
   const teacher = await newPage(browser, `${prefix}-teacher`, { forceRelay });
   await teacher.goto(created.teacher_url);
   await passDeviceCheck(teacher);
@@ -90,6 +103,10 @@ async function teacherAndClassroom(browser, created, { forceRelay = false, prefi
   await room.goto(created.invite_url);
   await byTestId(room, 'classroom-name').fill('Grade 5, Aksu No. 2 School');
   await byTestId(room, 'name-continue').click();
+  if (network) {
+    await expectNetwork(room, ...network);
+    await shot(room, `reach-${prefix}-network-check`);
+  }
   await passDeviceCheck(room);
   await byTestId(room, 'classroom-live').waitFor();
   await room.waitForFunction(() => window.tandem.state() && window.tandem.state().joined);
@@ -226,6 +243,7 @@ test('a lesson over HTTPS with a certificate from the school CA, renewed without
   await room.goto(invite);
   await byTestId(room, 'classroom-name').fill('Grade 5, Hotan No. 1 School');
   await byTestId(room, 'name-continue').click();
+  await expectNetwork(room, 'udp', { udp: 'ok', tcp: 'ok', turn: 'unavailable' });
   await passDeviceCheck(room);
   await byTestId(room, 'classroom-live').waitFor();
   const roomId = await room.evaluate(() => window.tandem.state().you.classroom_id);
@@ -260,7 +278,11 @@ test('a classroom whose network blocks UDP gets the teacher over ICE-TCP', { tim
   const browser = await launchChromium();
   cleanups.push(() => closeBrowser(browser));
   const created = await createClass(base);
-  const { teacher, room, teacherId, roomId } = await teacherAndClassroom(browser, created, { prefix: 'tcp' });
+  const { teacher, room, teacherId, roomId } = await teacherAndClassroom(browser, created, {
+    prefix: 'tcp',
+    // The device check tells the classroom its network blocks UDP and TCP still works.
+    network: ['tcp', { udp: 'failed', tcp: 'ok', turn: 'unavailable' }],
+  });
   await waitForFlow(room, { classroom_id: teacherId, kind: 'video' }, 'the classroom sees the teacher over TCP');
   await waitForFlow(teacher, { classroom_id: roomId, kind: 'audio' }, 'the teacher hears the classroom over TCP');
   const mediaPort = Number(server.media.split(':').pop());
@@ -318,8 +340,13 @@ test('a classroom allowed only a TURN relay gets the teacher through coturn', { 
   const browser = await launchChromium();
   cleanups.push(() => closeBrowser(browser));
   const created = await createClass(base);
-  const { teacher, room, teacherId, roomId } = await teacherAndClassroom(browser, created, { forceRelay: true, prefix: 'turn' });
-  const welcomeServers = await room.evaluate(() => window.__testPcs[0].getConfiguration().iceServers);
+  const { teacher, room, teacherId, roomId } = await teacherAndClassroom(browser, created, {
+    forceRelay: true,
+    prefix: 'turn',
+    // This browser may use only relays: the device check says only TURN gets through.
+    network: ['turn', { udp: 'failed', tcp: 'failed', turn: 'ok' }],
+  });
+  const welcomeServers = await room.evaluate(() => window.__testPcs.at(-1).getConfiguration().iceServers);
   assert.equal(welcomeServers.length, 1);
   assert.match(welcomeServers[0].username, /^\d+:r_/, 'a time-limited username for this classroom');
   assert.notEqual(welcomeServers[0].credential, secret, 'never the secret itself');
