@@ -7,8 +7,8 @@
 //! [`crate::Router`] as a UDP datagram, named by the connection's remote address (what LiveKit's
 //! TCP mux and mediasoup's `WebRtcServer` do).
 //!
-//! What one connection may cost is bounded: its reads are one frame at a time (at most 64 KiB
-//! plus a read buffer), its write queue at [`TcpLimits::max_queued_bytes`] (beyond that a packet
+//! What one connection may cost is bounded: its reads are one frame at a time (at most
+//! [`MAX_FRAME`] plus a read buffer), its write queue at [`TcpLimits::max_queued_bytes`] (beyond that a packet
 //! is dropped, as a full router queue drops a datagram), the number of connections at
 //! [`TcpLimits::max_connections`], and a connection that says nothing for
 //! [`TcpLimits::idle_timeout`] or whose first packet is not an ICE check is closed.
@@ -53,6 +53,10 @@ impl Default for TcpLimits {
 /// reading and TCP flow control slows the senders down.
 const INBOUND_QUEUE: usize = 1024;
 const READ_BUFFER: usize = 4096;
+/// Largest packet taken from a connection: what the UDP side takes from a datagram. WebRTC keeps
+/// every packet under the path MTU over TCP too; a longer frame closes the connection, so one
+/// connection buffers at most this plus a read.
+pub const MAX_FRAME: usize = 2048;
 
 enum Inbound {
     Opened(SocketAddr, Writer),
@@ -203,6 +207,10 @@ async fn serve(
             };
             decoder.extend_from_slice(&buf[..n]);
             while let Some(packet) = decoder.next_packet() {
+                if packet.len() > MAX_FRAME {
+                    tracing::debug!(%peer, "ICE-TCP frame longer than {MAX_FRAME} bytes, closed");
+                    return;
+                }
                 // RFC 6544 §3: the first thing on a connection is an ICE connectivity check.
                 if first && crate::demux::binding_request_ufrag(&packet).is_none() {
                     tracing::debug!(%peer, "ICE-TCP connection not opened by an ICE check, closed");
@@ -212,6 +220,12 @@ async fn serve(
                 if inbound.send(Inbound::Frame(peer, packet)).await.is_err() {
                     return;
                 }
+            }
+            // What is left is the start of one frame: longer than a packet may be, it is refused
+            // before it is all buffered.
+            if decoder.buffered_len() > MAX_FRAME + 2 {
+                tracing::debug!(%peer, "ICE-TCP frame longer than {MAX_FRAME} bytes, closed");
+                return;
             }
         }
     };
@@ -325,6 +339,29 @@ mod tests {
         }
         assert!(dropped > 0, "a reader that never reads must lose packets");
         assert!(media.connections() == 1, "the connection itself stays");
+    }
+
+    #[tokio::test]
+    async fn a_frame_longer_than_a_packet_closes_the_connection() {
+        let (mut media, addr) = media(TcpLimits::default()).await;
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(&frame_packet(&binding_request("srv:cli")))
+            .await
+            .unwrap();
+        recv(&mut media).await;
+        // A 60 000-byte frame announced, and its start sent: no need to wait for the rest.
+        let mut wire = 60_000u16.to_be_bytes().to_vec();
+        wire.extend(vec![0u8; 8000]);
+        let _ = client.write_all(&wire).await;
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+            .await
+            .expect("closed within 5 s");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "the server closes the connection"
+        );
     }
 
     #[tokio::test]
