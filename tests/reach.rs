@@ -212,3 +212,56 @@ async fn whip_offer() -> String {
     ]
     .join("\r\n")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_certificate_is_served_kept_and_reused_across_restarts() {
+    let data = tempfile::tempdir().unwrap();
+    let served = |addr: std::net::SocketAddr| async move {
+        let client = reqwest::Client::builder()
+            // The point of a self-signed certificate: nobody vouches for it, the fingerprint does.
+            .danger_accept_invalid_certs(true)
+            .tls_info(true)
+            .build()
+            .unwrap();
+        let response = client
+            .post(format!("https://{addr}/api/classes"))
+            .json(&serde_json::json!({"title": "LAN lesson", "teacher_name": "Ms Li"}))
+            .send()
+            .await
+            .expect("HTTPS answers");
+        let der = response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|i| i.peer_certificate().map(<[u8]>::to_vec))
+            .expect("a certificate");
+        let body: serde_json::Value = response.json().await.unwrap();
+        (der, body["invite_url"].as_str().unwrap().to_owned())
+    };
+    let mut config = Config::for_tests(data.path().to_path_buf());
+    config.tls_self_signed = true;
+    let first = tandem_signaling::start(config.clone()).await.unwrap();
+    assert_eq!(first.scheme, "https");
+    let fingerprint = first
+        .tls_fingerprint
+        .clone()
+        .expect("a fingerprint to print");
+    assert_eq!(
+        fingerprint.len(),
+        32 * 3 - 1,
+        "SHA-256 as AB:CD:…: {fingerprint}"
+    );
+    let (der, invite) = served(first.http_addr).await;
+    assert!(invite.starts_with("https://"), "links are https: {invite}");
+    first.abort();
+
+    let second = tandem_signaling::start(config).await.unwrap();
+    assert_eq!(
+        second.tls_fingerprint.as_deref(),
+        Some(fingerprint.as_str())
+    );
+    assert_eq!(
+        served(second.http_addr).await.0,
+        der,
+        "the same certificate after a restart"
+    );
+}
