@@ -71,5 +71,14 @@ async fn one_class_over_1000km_on_ice_tcp_passes() {
     assert!(loss < 0.5, "loss over TCP {loss}");
     let latency = r.media_latency_ms.as_ref().expect("latency was measured");
     assert!(latency.p50 > 35.0, "{latency:?}");
-    assert!(r.slo.passed, "{:?}", r.slo.failures);
+    // As in `run.rs`: on a host too busy to send the load on time the tool says so (not
+    // trustworthy) instead of blaming the server; then only what holds whatever the host's load
+    // is asserted above.
+    if r.trustworthy {
+        assert!(
+            r.slo.passed,
+            "a trustworthy run failed: {:?}",
+            r.slo.failures
+        );
+    }
 }
