@@ -230,17 +230,6 @@ async fn garbage_huge_frames_and_floods_get_errors_and_others_are_served() {
         Some(ErrorCode::BadMessage)
     );
 
-    // 200 KiB: over the 64 KiB limit, under the hard cap: an error, and the connection stays.
-    let huge = format!(
-        r#"{{"type":"subscribe_answer","sdp":"{}"}}"#,
-        "a".repeat(200 * 1024)
-    );
-    ws.send(Message::text(huge)).await.unwrap();
-    assert_eq!(
-        error_code(&next_answer(&mut ws).await),
-        Some(ErrorCode::TooLarge)
-    );
-
     // A flood: past the burst, messages are refused with `rate_limited`.
     for _ in 0..300 {
         ws.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();

@@ -509,13 +509,14 @@ async fn the_teacher_gets_a_class_report_as_html_and_csv() {
 
     let http = reqwest::Client::new();
     let report = |token: &str, csv: bool| {
+        // The teacher token in a header, never in the URL.
         let url = format!(
-            "{}/api/classes/{}/report{}?token={token}",
+            "{}/api/classes/{}/report{}",
             s.base,
             links.class_id,
             if csv { ".csv" } else { "" }
         );
-        http.get(url).send()
+        http.get(url).bearer_auth(token).send()
     };
     // During the class.
     let html = report(&links.teacher_token, false).await.unwrap();
@@ -525,6 +526,23 @@ async fn the_teacher_gets_a_class_report_as_html_and_csv() {
             .to_str()
             .unwrap()
             .starts_with("text/html")
+    );
+    // Not cached anywhere, not sniffed, no referrer, and a page that may run no script at all.
+    let header = |name: &str| {
+        html.headers()
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} on the report"))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(header("cache-control"), "no-store");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("referrer-policy"), "no-referrer");
+    let csp = header("content-security-policy");
+    assert!(
+        csp.starts_with("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
     );
     let html = html.text().await.unwrap();
     for needle in [
@@ -545,8 +563,50 @@ async fn the_teacher_gets_a_class_report_as_html_and_csv() {
             .unwrap()
             .starts_with("attachment")
     );
+    assert_eq!(csv.headers()["cache-control"], "no-store");
     let csv = csv.text().await.unwrap();
     assert!(csv.contains("Hotan No. 3 School") && csv.contains("Is 1/2 > 1/3?"));
+
+    // The teacher token in a URL query opens nothing.
+    let in_query = http
+        .get(format!(
+            "{}/api/classes/{}/report?token={}",
+            s.base, links.class_id, links.teacher_token
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(in_query.status(), 401);
+    // What a browser tab opens instead: a one-use ticket, bought with the token in a header.
+    let ticket_url = format!("{}/api/classes/{}/report-ticket", s.base, links.class_id);
+    let ticket: serde_json::Value = http
+        .post(&ticket_url)
+        .bearer_auth(&links.teacher_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket = ticket["ticket"].as_str().expect("a ticket").to_owned();
+    let by_ticket = |ticket: String| {
+        http.get(format!(
+            "{}/api/classes/{}/report?ticket={ticket}",
+            s.base, links.class_id
+        ))
+        .send()
+    };
+    let opened = by_ticket(ticket.clone()).await.unwrap();
+    assert_eq!(opened.status(), 200);
+    assert!(opened.text().await.unwrap().contains("Is 1/2 &gt; 1/3?"));
+    assert_eq!(by_ticket(ticket).await.unwrap().status(), 401, "one use");
+    let refused = http
+        .post(&ticket_url)
+        .bearer_auth(&links.invite_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403, "a classroom gets no ticket");
     assert!(csv.contains("Aylin"), "named poll: who voted what");
 
     // Classroom token: forbidden. Garbage: unauthorized. Unknown class: not found.
@@ -560,10 +620,8 @@ async fn the_teacher_gets_a_class_report_as_html_and_csv() {
     );
     assert_eq!(report("garbage", false).await.unwrap().status(), 401);
     let missing = http
-        .get(format!(
-            "{}/api/classes/c_nothere/report?token={}",
-            s.base, links.teacher_token
-        ))
+        .get(format!("{}/api/classes/c_nothere/report", s.base))
+        .bearer_auth(&links.teacher_token)
         .send()
         .await
         .unwrap();

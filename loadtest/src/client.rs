@@ -7,13 +7,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::link::{LinkProfile, UdpLinkProxy};
+use crate::link::{LinkProfile, ProxyStats, UdpLinkProxy};
 use crate::loss::SeqCounter;
 use crate::media::{
     Bins, FrameAssembler, LatenessRecorder, OpusOptions, SenderReport, local_track, payload_type,
     send_tone, send_video,
 };
 use crate::stats::JitterEstimator;
+use crate::tcp_link::TcpLinkProxy;
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -91,6 +92,26 @@ pub struct ClientOptions {
     /// Keep no received Opus payloads (a load-test classroom measures, it does not listen), so
     /// that its memory does not grow with the length of a soak.
     pub measure_only: bool,
+    /// Send a consent check (RFC 7675) on each leg this often instead of `rtc`'s 2 s, as aiortc,
+    /// Firefox and many encoders do (5 s ± 20 %).
+    pub consent_check_interval: Option<Duration>,
+    /// Reach the server over ICE-TCP only (RFC 6544), as a classroom whose network blocks UDP.
+    pub tcp: bool,
+}
+
+/// The emulated link of one leg: UDP datagrams, or the frames of an ICE-TCP connection.
+pub enum LinkProxy {
+    Udp(UdpLinkProxy),
+    Tcp(TcpLinkProxy),
+}
+
+impl LinkProxy {
+    pub fn stats(&self) -> ProxyStats {
+        match self {
+            Self::Udp(p) => p.stats(),
+            Self::Tcp(p) => p.stats(),
+        }
+    }
 }
 
 impl ClientOptions {
@@ -105,32 +126,55 @@ impl ClientOptions {
             lateness: None,
             drop_camera: false,
             measure_only: false,
+            consent_check_interval: None,
+            tcp: false,
+        }
+    }
+
+    /// The server's candidate this client uses in `sdp`: its UDP one, or with `tcp` its passive
+    /// TCP one.
+    pub fn candidate_addr(&self, sdp: &str) -> Option<SocketAddr> {
+        if self.tcp {
+            server_tcp_candidate_addr(sdp)
+        } else {
+            server_candidate_addr(sdp)
         }
     }
 
     /// With a link profile: starts a proxy for one leg towards the server candidate in `sdp`
     /// and returns the SDP pointing at the proxy. Without: `sdp` as it is.
-    async fn proxy_for(
+    pub(crate) async fn proxy_for(
         &self,
         leg_seed: u64,
         sdp: &str,
-        proxies: &Mutex<Vec<UdpLinkProxy>>,
+        proxies: &Mutex<Vec<LinkProxy>>,
         drop_ssrc: Option<u32>,
     ) -> anyhow::Result<String> {
         let Some(profile) = &self.link else {
             return Ok(sdp.to_owned());
         };
-        let server =
-            server_candidate_addr(sdp).ok_or_else(|| anyhow!("no server candidate in the SDP"))?;
-        let proxy = UdpLinkProxy::start_dropping(
-            server,
-            profile.clone(),
-            profile.clone(),
-            leg_seed,
-            drop_ssrc,
-        )
-        .await?;
-        let rewritten = rewrite_candidates(sdp, server, proxy.local_addr());
+        let server = self
+            .candidate_addr(sdp)
+            .ok_or_else(|| anyhow!("no server candidate in the SDP"))?;
+        let (proxy, local) = if self.tcp {
+            // (The camera-dropping fault is a UDP link's; TCP repairs every loss anyway.)
+            let proxy =
+                TcpLinkProxy::start(server, profile.clone(), profile.clone(), leg_seed).await?;
+            let local = proxy.local_addr();
+            (LinkProxy::Tcp(proxy), local)
+        } else {
+            let proxy = UdpLinkProxy::start_dropping(
+                server,
+                profile.clone(),
+                profile.clone(),
+                leg_seed,
+                drop_ssrc,
+            )
+            .await?;
+            let local = proxy.local_addr();
+            (LinkProxy::Udp(proxy), local)
+        };
+        let rewritten = rewrite_candidates(sdp, server, local);
         proxies.lock().push(proxy);
         Ok(rewritten)
     }
@@ -147,6 +191,51 @@ pub fn server_candidate_addr(sdp: &str) -> Option<SocketAddr> {
         let ip: std::net::IpAddr = f[4].parse().ok()?;
         Some(SocketAddr::new(ip, f[5].parse().ok()?))
     })
+}
+
+/// The address of the first passive TCP candidate in an SDP (RFC 6544: `… tcp PRIO IP PORT typ
+/// host tcptype passive`).
+pub fn server_tcp_candidate_addr(sdp: &str) -> Option<SocketAddr> {
+    tcp_passive_candidates(sdp)
+        .into_iter()
+        .next()
+        .map(|(addr, _)| addr)
+}
+
+/// Every passive TCP candidate of an SDP, with its `candidate:` line.
+fn tcp_passive_candidates(sdp: &str) -> Vec<(SocketAddr, String)> {
+    sdp.lines()
+        .filter_map(|line| {
+            let candidate = line.trim().strip_prefix("a=")?;
+            let f: Vec<&str> = candidate
+                .strip_prefix("candidate:")?
+                .split_whitespace()
+                .collect();
+            if f.len() < 6 || !f[2].eq_ignore_ascii_case("tcp") {
+                return None;
+            }
+            let passive = f.windows(2).any(|w| w[0] == "tcptype" && w[1] == "passive");
+            let ip: std::net::IpAddr = f[4].parse().ok()?;
+            let port = f[5].parse().ok()?;
+            passive.then(|| (SocketAddr::new(ip, port), candidate.to_owned()))
+        })
+        .collect()
+}
+
+/// Hand the passive TCP candidates of the remote SDP to the peer connection one by one: the
+/// `webrtc` crate opens its ICE-TCP connection only for a candidate added this way, not for one
+/// that arrives inside a description.
+async fn connect_tcp_candidates(pc: &Arc<dyn PeerConnection>, sdp: &str) -> anyhow::Result<()> {
+    for (_, candidate) in tcp_passive_candidates(sdp) {
+        pc.add_ice_candidate(webrtc::peer_connection::RTCIceCandidateInit {
+            candidate,
+            sdp_mid: None,
+            sdp_mline_index: Some(0),
+            ..Default::default()
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// The SDP with every candidate at `from` moved to `to` (every other line untouched, line
@@ -196,7 +285,13 @@ pub struct PublishedTrack {
 pub struct Classroom {
     pub classroom_id: String,
     pub session: String,
+    http_base: String,
+    token: String,
+    name: String,
     outgoing: mpsc::UnboundedSender<Message>,
+    /// What `outgoing` queues; the WebSocket writer of the moment drains it (a resumed
+    /// connection takes over what was queued while the link was down).
+    outgoing_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>>,
     messages: broadcast::Sender<ServerMessage>,
     log: Arc<Mutex<Vec<ServerMessage>>>,
     shared: Arc<Mutex<Shared>>,
@@ -207,7 +302,7 @@ pub struct Classroom {
     media_tasks: Vec<tokio::task::JoinHandle<()>>,
     options: ClientOptions,
     /// The link emulators of both legs, if any; dropped with the classroom.
-    proxies: Arc<Mutex<Vec<UdpLinkProxy>>>,
+    proxies: Arc<Mutex<Vec<LinkProxy>>>,
     /// What this classroom publishes.
     published: Vec<PublishedTrack>,
 }
@@ -329,8 +424,13 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// RFC 7675: a peer's consent to receive lasts 30 s after its last answered check.
+const CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub(crate) async fn new_peer(
     shared: Arc<Mutex<Shared>>,
+    consent_check_interval: Option<Duration>,
+    tcp: bool,
 ) -> anyhow::Result<(
     Arc<dyn PeerConnection>,
     mpsc::UnboundedReceiver<()>,
@@ -349,14 +449,32 @@ pub(crate) async fn new_peer(
         gathered: gathered_tx,
         connected: connected_tx,
     });
-    let pc = PeerConnectionBuilder::new()
+    let mut settings = webrtc::peer_connection::SettingEngineBuilder::new();
+    if let Some(interval) = consent_check_interval {
+        // A peer that checks this rarely waits as long as consent lasts before it gives up.
+        settings = settings.with_ice_timeouts(Some(CONSENT_TIMEOUT), None, Some(interval));
+    }
+    if tcp {
+        // Only TCP candidates (an active one connects to the server's passive candidate).
+        settings = settings.with_network_types(vec![rtc::ice::network_type::NetworkType::Tcp4]);
+    }
+    let builder = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(media_engine)
         .with_interceptor_registry(registry)
-        .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
-        .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
-        .build()
-        .await?;
+        .with_setting_engine(settings.build())
+        .with_handler(handler as Arc<dyn PeerConnectionEventHandler>);
+    let pc = if tcp {
+        builder
+            .with_tcp_addrs(vec!["127.0.0.1:0".to_owned()])
+            .build()
+            .await?
+    } else {
+        builder
+            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+            .build()
+            .await?
+    };
     Ok((Arc::new(pc), gathered, connected))
 }
 
@@ -404,13 +522,8 @@ impl Classroom {
         options: ClientOptions,
     ) -> anyhow::Result<Self> {
         let token = token_from_link(link_or_token).unwrap_or_else(|_| link_or_token.to_owned());
-        // TCP_NODELAY: each message is one small frame that must not wait for Nagle. (reqwest,
-        // the HTTP client, sets it by default.)
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(ws_url(http_base), None, true)
-            .await
-            .context("connecting the WebSocket")?;
-        let (mut sink, mut stream) = ws.split();
-        let (outgoing, mut outgoing_rx) = mpsc::unbounded_channel::<Message>();
+        let (outgoing, outgoing_rx) = mpsc::unbounded_channel::<Message>();
+        let outgoing_rx = Arc::new(tokio::sync::Mutex::new(outgoing_rx));
         let (messages, mut first) = broadcast::channel(1024);
         // Subscribed before `join` goes out, so no offer can slip past.
         let offers = messages.subscribe();
@@ -421,36 +534,21 @@ impl Classroom {
         }));
         let subscribe_pc: Arc<Mutex<Option<Arc<dyn PeerConnection>>>> = Arc::default();
 
-        let writer = tokio::spawn(async move {
-            while let Some(message) = outgoing_rx.recv().await {
-                if sink.send(message).await.is_err() {
-                    break;
-                }
-            }
-            let _ = sink.close().await;
-        });
-        let reader = {
-            let messages = messages.clone();
-            let log = log.clone();
-            tokio::spawn(async move {
-                while let Some(Ok(frame)) = stream.next().await {
-                    if let Message::Text(text) = frame
-                        && let Ok(message) = serde_json::from_str::<ServerMessage>(&text)
-                    {
-                        log.lock().push(message.clone());
-                        let _ = messages.send(message);
-                    }
-                }
-            })
-        };
-
         let join = ClientMessage::Join {
             v: 1,
-            token,
+            token: token.clone(),
             name: name.to_owned(),
             resume,
+            keep_media: false,
         };
-        outgoing.send(Message::text(serde_json::to_string(&join)?))?;
+        let (writer, reader) = open_socket(
+            http_base,
+            &join,
+            outgoing_rx.clone(),
+            messages.clone(),
+            log.clone(),
+        )
+        .await?;
         let welcome = tokio::time::timeout(Duration::from_secs(10), async {
             loop {
                 match first.recv().await {
@@ -472,7 +570,11 @@ impl Classroom {
         let mut classroom = Self {
             classroom_id: you.classroom_id.to_string(),
             session,
+            http_base: http_base.to_owned(),
+            token,
+            name: name.to_owned(),
             outgoing,
+            outgoing_rx,
             messages,
             log,
             shared,
@@ -499,6 +601,7 @@ impl Classroom {
             let mut gathered = None;
             // The subscribe leg's (server, proxy) addresses, once its emulator runs.
             let mut emulated: Option<(SocketAddr, SocketAddr)> = None;
+            let mut tcp_connecting = false;
             while let Ok(message) = rx.recv().await {
                 let ServerMessage::SubscribeOffer { sdp, tracks } = message else {
                     continue;
@@ -513,17 +616,21 @@ impl Classroom {
                 let existing = slot.lock().clone();
                 let pc = match existing {
                     Some(pc) => pc,
-                    None => match new_peer(shared.clone()).await {
-                        Ok((pc, g, _)) => {
-                            gathered = Some(g);
-                            *slot.lock() = Some(pc.clone());
-                            pc
+                    None => {
+                        match new_peer(shared.clone(), options.consent_check_interval, options.tcp)
+                            .await
+                        {
+                            Ok((pc, g, _)) => {
+                                gathered = Some(g);
+                                *slot.lock() = Some(pc.clone());
+                                pc
+                            }
+                            Err(err) => {
+                                tracing::warn!(%err, "cannot create subscribe leg");
+                                return;
+                            }
                         }
-                        Err(err) => {
-                            tracing::warn!(%err, "cannot create subscribe leg");
-                            return;
-                        }
-                    },
+                    }
                 };
                 let result: anyhow::Result<String> = async {
                     let sdp = match emulated {
@@ -534,16 +641,21 @@ impl Classroom {
                             let rewritten =
                                 options.proxy_for(leg_seed, &sdp, &proxies, None).await?;
                             if let (Some(s), Some(p)) = (
-                                server_candidate_addr(&sdp),
-                                server_candidate_addr(&rewritten),
+                                options.candidate_addr(&sdp),
+                                options.candidate_addr(&rewritten),
                             ) {
                                 emulated = Some((s, p));
                             }
                             rewritten
                         }
                     };
-                    pc.set_remote_description(RTCSessionDescription::offer(sdp)?)
+                    pc.set_remote_description(RTCSessionDescription::offer(sdp.clone())?)
                         .await?;
+                    // A new leg over ICE-TCP connects to the server's passive candidate.
+                    if options.tcp && gathered.is_some() && !tcp_connecting {
+                        tcp_connecting = true;
+                        connect_tcp_candidates(&pc, &sdp).await?;
+                    }
                     let answer = pc.create_answer(None).await?;
                     // Only a new leg gathers; a renegotiation reuses its candidates.
                     apply_local(&pc, answer, gathered.as_mut()).await
@@ -634,11 +746,7 @@ impl Classroom {
 
     /// Counters of this classroom's emulated links (publish leg first), empty without emulation.
     pub fn link_stats(&self) -> Vec<crate::link::ProxyStats> {
-        self.proxies
-            .lock()
-            .iter()
-            .map(UdpLinkProxy::stats)
-            .collect()
+        self.proxies.lock().iter().map(LinkProxy::stats).collect()
     }
 
     /// Received tracks published by `classroom_id` of `kind`.
@@ -668,7 +776,12 @@ impl Classroom {
         spec: PublishSpec,
         screen: Option<VideoSpec>,
     ) -> anyhow::Result<()> {
-        let (pc, mut gathered, mut connected) = new_peer(self.shared.clone()).await?;
+        let (pc, mut gathered, mut connected) = new_peer(
+            self.shared.clone(),
+            self.options.consent_check_interval,
+            self.options.tcp,
+        )
+        .await?;
         let mut declared = Vec::new();
         let mut audio = None;
         let mut video = None;
@@ -737,8 +850,11 @@ impl Classroom {
                 camera_ssrc.filter(|_| self.options.drop_camera),
             )
             .await?;
-        pc.set_remote_description(RTCSessionDescription::answer(answer)?)
+        pc.set_remote_description(RTCSessionDescription::answer(answer.clone())?)
             .await?;
+        if self.options.tcp {
+            connect_tcp_candidates(&pc, &answer).await?;
+        }
         match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
             Ok(Some(true)) => {}
             _ => bail!("the publish leg did not connect"),
@@ -785,6 +901,61 @@ impl Classroom {
     pub async fn leave(mut self) {
         let _ = self.send(&ClientMessage::Leave);
         self.close().await;
+    }
+
+    /// A WebSocket blip: the signaling connection drops without a word, stays down for `down`,
+    /// and resumes with `keep_media`; the peer connections are not touched. Returns the
+    /// `welcome` of the resumed connection.
+    pub async fn blip_websocket(&mut self, down: Duration) -> anyhow::Result<ServerMessage> {
+        // The first two tasks are the WebSocket's writer and reader; aborting them drops it.
+        for task in self.tasks.drain(..2) {
+            task.abort();
+        }
+        tokio::time::sleep(down).await;
+        let mut first = self.messages.subscribe();
+        let join = ClientMessage::Join {
+            v: 1,
+            token: self.token.clone(),
+            name: self.name.clone(),
+            resume: Some(self.session.clone()),
+            keep_media: true,
+        };
+        let (writer, reader) = open_socket(
+            &self.http_base,
+            &join,
+            self.outgoing_rx.clone(),
+            self.messages.clone(),
+            self.log.clone(),
+        )
+        .await?;
+        self.tasks.insert(0, reader);
+        self.tasks.insert(0, writer);
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match first.recv().await {
+                    Ok(m @ ServerMessage::Welcome { .. }) => return Ok(m),
+                    Ok(ServerMessage::Error { code, message, .. }) => {
+                        bail!("resume refused: {code:?}: {message}")
+                    }
+                    Ok(_) => continue,
+                    Err(err) => bail!("connection closed before welcome: {err}"),
+                }
+            }
+        })
+        .await
+        .context("waiting for welcome")?
+    }
+
+    /// Both media legs die (their peer connections close) while the WebSocket stays up.
+    pub async fn drop_media(&mut self) {
+        self.stop_media();
+        if let Some(pc) = self.publish_pc.take() {
+            let _ = pc.close().await;
+        }
+        let sub = self.subscribe_pc.lock().take();
+        if let Some(pc) = sub {
+            let _ = pc.close().await;
+        }
     }
 
     /// Drop the connection without a word (a classroom whose link died).
@@ -838,6 +1009,46 @@ async fn apply_local(
         .await
         .ok_or_else(|| anyhow!("no local description"))?
         .sdp)
+}
+
+/// Connect the WebSocket, send `join` first, then start its writer (draining `outgoing`) and its
+/// reader (logging and broadcasting what the server says). Returns (writer, reader).
+async fn open_socket(
+    http_base: &str,
+    join: &ClientMessage,
+    outgoing: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>>,
+    messages: broadcast::Sender<ServerMessage>,
+    log: Arc<Mutex<Vec<ServerMessage>>>,
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>)> {
+    // TCP_NODELAY: each message is one small frame that must not wait for Nagle. (reqwest,
+    // the HTTP client, sets it by default.)
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(ws_url(http_base), None, true)
+        .await
+        .context("connecting the WebSocket")?;
+    let (mut sink, mut stream) = ws.split();
+    sink.send(Message::text(serde_json::to_string(join)?))
+        .await
+        .context("sending join")?;
+    let writer = tokio::spawn(async move {
+        let mut outgoing = outgoing.lock().await;
+        while let Some(message) = outgoing.recv().await {
+            if sink.send(message).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(frame)) = stream.next().await {
+            if let Message::Text(text) = frame
+                && let Ok(message) = serde_json::from_str::<ServerMessage>(&text)
+            {
+                log.lock().push(message.clone());
+                let _ = messages.send(message);
+            }
+        }
+    });
+    Ok((writer, reader))
 }
 
 #[cfg(test)]

@@ -50,6 +50,8 @@ impl ServerUnderTest {
         let mut command = Command::new(binary);
         command
             .args(["--listen", "127.0.0.1:0", "--media-listen", "127.0.0.1:0"])
+            // A load test starts many classes from one address at once.
+            .args(["--create-per-minute", "0"])
             .arg("--data-dir")
             .arg(&data_dir)
             .stdin(Stdio::null())

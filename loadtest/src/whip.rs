@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 
-use crate::client::{ReceivedTrack, Shared, local_offer, new_peer};
+use crate::client::LinkProxy;
+use crate::client::{ClientOptions, ReceivedTrack, Shared, local_offer, new_peer};
 use crate::media::{
     OpusOptions, PublishSpec, SenderReport, local_track, payload_type, send_tone, send_video,
 };
@@ -27,6 +28,8 @@ pub struct HttpMediaSession {
     pc: Arc<dyn PeerConnection>,
     shared: Arc<Mutex<Shared>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The emulated link's proxy, if the session has one.
+    proxies: Arc<Mutex<Vec<LinkProxy>>>,
 }
 
 /// What a WHIP/WHEP server answered to an offer.
@@ -38,6 +41,7 @@ pub enum HttpOfferOutcome {
 
 /// Offer by `POST` (WHIP/WHEP), apply the answer and wait for the connection. A refusal closes the
 /// peer connection and comes back as (status, body); success as (Location, ETag, answer SDP).
+/// With `link`, the answer's server candidate is replaced by an emulated link's proxy first.
 async fn negotiate_over_http(
     http_base: &str,
     path: &str,
@@ -45,6 +49,7 @@ async fn negotiate_over_http(
     pc: &Arc<dyn PeerConnection>,
     gathered: &mut mpsc::UnboundedReceiver<()>,
     connected: &mut mpsc::UnboundedReceiver<bool>,
+    link: (&ClientOptions, &Mutex<Vec<LinkProxy>>),
 ) -> anyhow::Result<Result<(String, String, String), (u16, String)>> {
     let sdp = local_offer(pc, gathered).await?;
     let response = reqwest::Client::new()
@@ -72,7 +77,11 @@ async fn negotiate_over_http(
         let _ = pc.close().await;
         return Ok(Err((status, body)));
     }
-    pc.set_remote_description(RTCSessionDescription::answer(body.clone())?)
+    let (options, proxies) = link;
+    let applied = options
+        .proxy_for(options.seed, &body, proxies, None)
+        .await?;
+    pc.set_remote_description(RTCSessionDescription::answer(applied)?)
         .await?;
     match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
         Ok(Some(true)) => Ok(Ok((location, etag, body))),
@@ -88,8 +97,22 @@ impl HttpMediaSession {
         token: &str,
         spec: PublishSpec,
     ) -> anyhow::Result<HttpOfferOutcome> {
+        Self::publish_with(http_base, class_id, token, spec, ClientOptions::default()).await
+    }
+
+    /// [`publish`](Self::publish) with options: with `options.link` set, media goes through an
+    /// emulated link (a proxy in front of the server's media port).
+    pub async fn publish_with(
+        http_base: &str,
+        class_id: &str,
+        token: &str,
+        spec: PublishSpec,
+        options: ClientOptions,
+    ) -> anyhow::Result<HttpOfferOutcome> {
+        let proxies = Arc::new(Mutex::new(Vec::new()));
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let (pc, mut gathered, mut connected) = new_peer(shared.clone()).await?;
+        let (pc, mut gathered, mut connected) =
+            new_peer(shared.clone(), options.consent_check_interval, options.tcp).await?;
         let (audio, audio_ssrc) = local_track(RtpCodecKind::Audio, "audio/opus", 48000, 2);
         pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await?;
         let video = if spec.video.is_some() {
@@ -100,13 +123,20 @@ impl HttpMediaSession {
             None
         };
         let path = format!("/whip/{class_id}");
-        let (location, etag, answer) =
-            match negotiate_over_http(http_base, &path, token, &pc, &mut gathered, &mut connected)
-                .await?
-            {
-                Ok(created) => created,
-                Err((status, body)) => return Ok(HttpOfferOutcome::Refused(status, body)),
-            };
+        let (location, etag, answer) = match negotiate_over_http(
+            http_base,
+            &path,
+            token,
+            &pc,
+            &mut gathered,
+            &mut connected,
+            (&options, &proxies),
+        )
+        .await?
+        {
+            Ok(created) => created,
+            Err((status, body)) => return Ok(HttpOfferOutcome::Refused(status, body)),
+        };
         let mut tasks = Vec::new();
         if let Some(hz) = spec.tone_hz {
             let pt = payload_type(&pc, RtpCodecKind::Audio).await?;
@@ -136,6 +166,7 @@ impl HttpMediaSession {
             pc,
             shared,
             tasks,
+            proxies,
         }))
     }
 
@@ -145,9 +176,21 @@ impl HttpMediaSession {
         class_id: &str,
         token: &str,
     ) -> anyhow::Result<HttpOfferOutcome> {
+        Self::view_checking_every(http_base, class_id, token, None).await
+    }
+
+    /// [`view`](Self::view) by a player that sends a consent check every
+    /// `consent_check_interval` (`None`: `rtc`'s 2 s).
+    pub async fn view_checking_every(
+        http_base: &str,
+        class_id: &str,
+        token: &str,
+        consent_check_interval: Option<Duration>,
+    ) -> anyhow::Result<HttpOfferOutcome> {
         use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let (pc, mut gathered, mut connected) = new_peer(shared.clone()).await?;
+        let (pc, mut gathered, mut connected) =
+            new_peer(shared.clone(), consent_check_interval, false).await?;
         for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
             pc.add_transceiver_from_kind(
                 kind,
@@ -159,13 +202,21 @@ impl HttpMediaSession {
             .await?;
         }
         let path = format!("/whep/{class_id}");
-        let (location, etag, answer) =
-            match negotiate_over_http(http_base, &path, token, &pc, &mut gathered, &mut connected)
-                .await?
-            {
-                Ok(created) => created,
-                Err((status, body)) => return Ok(HttpOfferOutcome::Refused(status, body)),
-            };
+        let proxies = Arc::new(Mutex::new(Vec::new()));
+        let (location, etag, answer) = match negotiate_over_http(
+            http_base,
+            &path,
+            token,
+            &pc,
+            &mut gathered,
+            &mut connected,
+            (&ClientOptions::default(), &proxies),
+        )
+        .await?
+        {
+            Ok(created) => created,
+            Err((status, body)) => return Ok(HttpOfferOutcome::Refused(status, body)),
+        };
         Ok(HttpOfferOutcome::Created(Self {
             location,
             answer,
@@ -173,6 +224,7 @@ impl HttpMediaSession {
             pc,
             shared,
             tasks: Vec::new(),
+            proxies,
         }))
     }
 
@@ -230,6 +282,22 @@ impl HttpMediaSession {
             .await?;
         self.answer = answer;
         Ok(status)
+    }
+
+    /// The session's current ETag (its ICE session, RFC 9725 §4.3.1).
+    pub fn etag(&self) -> &str {
+        &self.etag
+    }
+
+    /// Go away without `DELETE`, as an encoder that crashed or lost power: nothing more reaches
+    /// the server. With an emulated link the link goes first, so the server hears nothing at all
+    /// (not even the peer connection's DTLS goodbye); without one, that goodbye is all it hears.
+    pub async fn vanish(mut self) {
+        self.proxies.lock().clear();
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        let _ = self.pc.close().await;
     }
 
     /// End the session with `DELETE` on its location; returns the status.

@@ -84,3 +84,105 @@ fn codec(
         payload_type,
     }
 }
+
+/// Whether two codecs are the same for forwarding: mime type, clock rate, channels, and the
+/// format parameters that change the bitstream (RFC 6184 §8.1 for H.264: `packetization-mode`
+/// and the profile part of `profile-level-id`; VP9 `profile-id`; AV1 `profile`). Two H.264
+/// profiles are two codecs.
+pub fn same_codec(a: &RTCRtpCodec, b: &RTCRtpCodec) -> bool {
+    if !a.mime_type.eq_ignore_ascii_case(&b.mime_type)
+        || a.clock_rate != b.clock_rate
+        || a.channels.max(1) != b.channels.max(1)
+    {
+        return false;
+    }
+    let (fa, fb) = (&a.sdp_fmtp_line, &b.sdp_fmtp_line);
+    if a.mime_type.eq_ignore_ascii_case(MIME_TYPE_H264) {
+        // profile_idc and profile-iop (constraint flags); the level may differ (it is
+        // negotiable, `level-asymmetry-allowed`).
+        let profile = |f: &str| {
+            fmtp(f, "profile-level-id")
+                .map(|p| p.get(..4).unwrap_or(p).to_ascii_lowercase())
+                .unwrap_or_else(|| "4200".to_owned())
+        };
+        let mode = |f: &str| fmtp(f, "packetization-mode").unwrap_or("0").to_owned();
+        return profile(fa) == profile(fb) && mode(fa) == mode(fb);
+    }
+    for (mime, key) in [(MIME_TYPE_VP9, "profile-id"), (MIME_TYPE_AV1, "profile")] {
+        if a.mime_type.eq_ignore_ascii_case(mime) {
+            return fmtp(fa, key).unwrap_or("0") == fmtp(fb, key).unwrap_or("0");
+        }
+    }
+    true
+}
+
+/// The value of `key` in an SDP `a=fmtp` parameter list (`k=v;k=v`).
+fn fmtp<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split(';').find_map(|p| {
+        let (k, v) = p.trim().split_once('=')?;
+        k.trim().eq_ignore_ascii_case(key).then_some(v.trim())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(mime: &str, clock_rate: u32, channels: u16, fmtp: &str) -> RTCRtpCodec {
+        RTCRtpCodec {
+            mime_type: mime.to_owned(),
+            clock_rate,
+            channels,
+            sdp_fmtp_line: fmtp.to_owned(),
+            rtcp_feedback: vec![],
+        }
+    }
+
+    #[test]
+    fn two_h264_profiles_are_two_codecs() {
+        let baseline = c(
+            MIME_TYPE_H264,
+            90_000,
+            0,
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
+        );
+        let constrained = c(
+            MIME_TYPE_H264,
+            90_000,
+            0,
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+        );
+        let mode0 = c(
+            MIME_TYPE_H264,
+            90_000,
+            0,
+            "packetization-mode=0;profile-level-id=42e01f",
+        );
+        let higher_level = c(
+            "video/h264",
+            90_000,
+            0,
+            "profile-level-id=42E034;packetization-mode=1",
+        );
+        assert!(!same_codec(&baseline, &constrained));
+        assert!(!same_codec(&constrained, &mode0));
+        assert!(
+            same_codec(&constrained, &higher_level),
+            "the level is negotiable"
+        );
+    }
+
+    #[test]
+    fn clock_rate_channels_and_profiles_count() {
+        let opus = c(MIME_TYPE_OPUS, 48_000, 2, "minptime=10;useinbandfec=1");
+        assert!(same_codec(&opus, &c("audio/OPUS", 48_000, 2, "")));
+        assert!(!same_codec(&opus, &c(MIME_TYPE_OPUS, 48_000, 1, "")));
+        assert!(!same_codec(&opus, &c(MIME_TYPE_OPUS, 16_000, 2, "")));
+        let vp9 = c(MIME_TYPE_VP9, 90_000, 0, "profile-id=0");
+        assert!(same_codec(&vp9, &c(MIME_TYPE_VP9, 90_000, 0, "")));
+        assert!(!same_codec(
+            &vp9,
+            &c(MIME_TYPE_VP9, 90_000, 0, "profile-id=2")
+        ));
+    }
+}

@@ -4,12 +4,17 @@
 //! new address first sends an ICE connectivity check (a STUN Binding request) whose USERNAME
 //! attribute starts with the ICE username fragment the server gave that transport in its SDP — that
 //! is how a new address is matched (RFC 8445 §7.2.2; what mediasoup's WebRtcServer and LiveKit's UDP
-//! mux do).
+//! mux do). The ufrag alone is public (it travels in the SDP), so a check only counts, binds an
+//! address or refreshes consent, when its MESSAGE-INTEGRITY verifies with that leg's password
+//! (RFC 8489 §14.5, short-term credentials; RFC 7675 consent).
 
 const STUN_HEADER_LEN: usize = 20;
 const STUN_MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
 const STUN_BINDING_REQUEST: [u8; 2] = [0x00, 0x01];
 const ATTR_USERNAME: u16 = 0x0006;
+const ATTR_MESSAGE_INTEGRITY: u16 = 0x0008;
+/// HMAC-SHA1: 20 bytes.
+const MESSAGE_INTEGRITY_LEN: usize = 20;
 
 /// Whether a datagram is STUN (RFC 7983: first byte 0..=3).
 pub fn is_stun(datagram: &[u8]) -> bool {
@@ -18,6 +23,37 @@ pub fn is_stun(datagram: &[u8]) -> bool {
 
 /// The server-side ICE ufrag a STUN Binding request is addressed to, if the datagram is one.
 pub fn binding_request_ufrag(datagram: &[u8]) -> Option<&str> {
+    let value = binding_request_attribute(datagram, ATTR_USERNAME)?.1;
+    let username = std::str::from_utf8(value).ok()?;
+    // "<receiver ufrag>:<sender ufrag>": we are the receiver.
+    username.split(':').next()
+}
+
+/// Whether a STUN Binding request carries a MESSAGE-INTEGRITY that verifies with `password`
+/// (the short-term credential of the leg its USERNAME names, RFC 8489 §14.5).
+pub fn binding_request_verifies(datagram: &[u8], password: &str) -> bool {
+    let Some((at, tag)) = binding_request_attribute(datagram, ATTR_MESSAGE_INTEGRITY) else {
+        return false;
+    };
+    if tag.len() != MESSAGE_INTEGRITY_LEN {
+        return false;
+    }
+    // The HMAC covers the message up to the attribute, with the header's length field set as if
+    // MESSAGE-INTEGRITY were the last attribute (a FINGERPRINT may follow it).
+    let length = (at + 4 + MESSAGE_INTEGRITY_LEN - STUN_HEADER_LEN) as u16;
+    let mut signed = Vec::with_capacity(at);
+    signed.extend_from_slice(&datagram[..2]);
+    signed.extend_from_slice(&length.to_be_bytes());
+    signed.extend_from_slice(&datagram[4..at]);
+    let key = ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+        password.as_bytes(),
+    );
+    ring::hmac::verify(&key, &signed, tag).is_ok()
+}
+
+/// The offset and value of the first attribute of `kind` in a STUN Binding request.
+fn binding_request_attribute(datagram: &[u8], kind: u16) -> Option<(usize, &[u8])> {
     if !is_stun(datagram) || datagram[0..2] != STUN_BINDING_REQUEST {
         return None;
     }
@@ -25,13 +61,11 @@ pub fn binding_request_ufrag(datagram: &[u8]) -> Option<&str> {
     let end = (STUN_HEADER_LEN + declared).min(datagram.len());
     let mut at = STUN_HEADER_LEN;
     while at + 4 <= end {
-        let kind = u16::from_be_bytes([datagram[at], datagram[at + 1]]);
+        let found = u16::from_be_bytes([datagram[at], datagram[at + 1]]);
         let len = u16::from_be_bytes([datagram[at + 2], datagram[at + 3]]) as usize;
         let value = datagram.get(at + 4..at + 4 + len)?;
-        if kind == ATTR_USERNAME {
-            let username = std::str::from_utf8(value).ok()?;
-            // "<receiver ufrag>:<sender ufrag>": we are the receiver.
-            return username.split(':').next();
+        if found == kind {
+            return Some((at, value));
         }
         at += 4 + len.div_ceil(4) * 4;
     }
@@ -64,6 +98,24 @@ mod tests {
     }
 
     use super::*;
+
+    use crate::testkit::signed_binding_request;
+
+    #[test]
+    fn integrity_verifies_only_with_the_legs_password() {
+        let check = signed_binding_request("srvA:cli9", "the-right-password");
+        assert_eq!(binding_request_ufrag(&check), Some("srvA"));
+        assert!(binding_request_verifies(&check, "the-right-password"));
+        assert!(!binding_request_verifies(&check, "another-password"));
+        let mut tampered = check.clone();
+        tampered[8] ^= 1; // the transaction id
+        assert!(!binding_request_verifies(&tampered, "the-right-password"));
+        // The ufrag alone, as anyone who saw the SDP could send it, proves nothing.
+        assert!(!binding_request_verifies(
+            &binding_request("srvA:cli9"),
+            "the-right-password"
+        ));
+    }
 
     fn binding_request(username: &str) -> Vec<u8> {
         let mut attrs = Vec::new();

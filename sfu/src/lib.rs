@@ -3,17 +3,23 @@
 //! - [`router::Router`]: the sans-IO core (classrooms, legs, tracks, forwarding).
 //! - [`policy`]: the one place that decides who receives what.
 //! - [`driver`]: the thin tokio loop that owns the one UDP socket and drives the router.
+//! - [`tcp`]: ICE over TCP on the same port number (RFC 6544 / RFC 4571), for the driver.
 
 pub mod codecs;
 pub mod demux;
+pub mod downtrack;
 pub mod driver;
 pub mod feedback;
 pub mod ids;
 pub mod keyframe;
+pub mod lipsync;
 pub mod metrics;
 pub mod policy;
 pub mod router;
 pub mod sdp;
+pub mod tcp;
+/// In-memory peers and fake time for tests and benchmarks; not part of the server build.
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod track;
 pub mod transport;
@@ -39,6 +45,15 @@ pub struct RouterConfig {
     pub keyframe_request_interval: Duration,
     /// Packets kept per outgoing stream for retransmission on NACK (a power of two).
     pub nack_buffer_packets: u16,
+    /// How long a leg stays served without a successful consent check from its peer (RFC 7675:
+    /// 30 s). Peers check every 5 s ± 20 %; only after this long is the leg lost.
+    pub consent_timeout: Duration,
+    /// Offer the UDP host candidate (off: a test of networks that block UDP).
+    pub media_udp: bool,
+    /// ICE over TCP (RFC 6544): a passive TCP candidate on the media port number.
+    pub ice_tcp: bool,
+    /// What the TCP side of the media port may hold: connections, queued bytes, idle time.
+    pub tcp: tcp::TcpLimits,
 }
 
 impl RouterConfig {
@@ -48,7 +63,24 @@ impl RouterConfig {
             public_ip: None,
             keyframe_request_interval: Duration::from_secs(1),
             nack_buffer_packets: 512,
+            consent_timeout: Duration::from_secs(30),
+            media_udp: true,
+            ice_tcp: true,
+            tcp: tcp::TcpLimits::default(),
         }
+    }
+
+    /// Refuse settings the media plane cannot honour, with a message naming the setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.nack_buffer_packets.is_power_of_two() {
+            return Err(ConfigError::NackBufferNotPowerOfTwo(
+                self.nack_buffer_packets,
+            ));
+        }
+        if self.consent_timeout.is_zero() {
+            return Err(ConfigError::ZeroConsentTimeout);
+        }
+        Ok(())
     }
 
     /// The candidate address clients are told to send media to.
@@ -61,6 +93,19 @@ impl RouterConfig {
         };
         SocketAddr::new(ip, self.media_addr.port())
     }
+}
+
+/// A media-plane setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `rtc`'s retransmission buffer indexes by sequence number modulo its size; any other size
+    /// silently disables NACK answers.
+    #[error(
+        "nack buffer size {0} is not a power of two (the retransmission buffer needs one, e.g. 256, 512, 1024)"
+    )]
+    NackBufferNotPowerOfTwo(u16),
+    #[error("consent timeout must be longer than zero")]
+    ZeroConsentTimeout,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,4 +122,18 @@ pub enum SfuError {
     NothingToView,
     #[error("media plane stopped")]
     Stopped,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nack_buffer_that_is_not_a_power_of_two_is_refused() {
+        let mut config = RouterConfig::new("127.0.0.1:0".parse().expect("addr"));
+        assert_eq!(config.validate(), Ok(()));
+        config.nack_buffer_packets = 500;
+        let err = config.validate().expect_err("500 is refused");
+        assert!(err.to_string().contains("not a power of two"), "{err}");
+    }
 }

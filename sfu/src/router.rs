@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -25,6 +26,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 use crate::demux;
+use crate::downtrack::{Codec, Munger};
 use crate::ids::{ClassId, ClassroomId, Leg, TrackId};
 use crate::keyframe::KeyframeThrottle;
 use crate::metrics::SfuMetrics;
@@ -33,11 +35,16 @@ use crate::track::{MediaKind, Source, TrackInfo};
 use crate::transport::{Transport, TransportKey};
 use crate::{RouterConfig, SfuError};
 
+mod probe;
+pub use probe::{MAX_PROBES, PROBE_LIFETIME};
+
 /// A datagram the router wants on the wire.
 #[derive(Debug)]
 pub struct Transmit {
     pub to: SocketAddr,
     pub data: BytesMut,
+    /// UDP, or the ICE-TCP connection from `to` (the driver frames it, RFC 4571).
+    pub protocol: TransportProtocol,
 }
 
 /// A published track as carried on one subscriber's leg.
@@ -61,7 +68,18 @@ pub enum RouterEvent {
         sdp: String,
         tracks: Vec<OfferedTrack>,
     },
-    /// A leg connected, or was lost.
+    /// A leg is served, or was lost. The contract the signaling layer relies on:
+    ///
+    /// - `connected: true` when the leg (re)connects: ICE and DTLS are up and its peer's consent
+    ///   is fresh (a check that verified with the leg's password, RFC 7675).
+    /// - `connected: false` only when the leg is really lost: consent expired
+    ///   ([`crate::RouterConfig::consent_timeout`], 30 s without a verified check), or ICE or DTLS
+    ///   failed, or the leg closed. A transient ICE `disconnected` (a peer that checks every
+    ///   5 s ± 20 %) raises nothing, and media keeps being forwarded meanwhile.
+    ///
+    /// A leg lost by consent gets no media until a verified check comes again (then
+    /// `connected: true`); if none comes within 5 s more, ICE fails (`connected: false` again)
+    /// and only an ICE restart brings it back.
     LegState {
         classroom: ClassroomId,
         leg: Leg,
@@ -84,18 +102,33 @@ struct Member {
     /// A viewer that negotiated once, by its own offer (WHEP): the server cannot re-offer to it,
     /// so what it receives is fixed at that answer.
     fixed: bool,
+    /// Publishes and receives nothing (a WHIP encoder): it has no subscribe leg.
+    publish_only: bool,
 }
 
 #[derive(Default, PartialEq, Eq)]
 struct Negotiation {
     offer_outstanding: bool,
     needs_offer: bool,
+    /// The next offer restarts ICE (the classroom asked: its subscribe leg lost its path).
+    ice_restart: bool,
 }
 
 struct DownTrack {
     sender: RTCRtpSenderId,
+    /// The id of the sender's track on the subscriber's leg (the server id of the track it was
+    /// created for): the subscriber's keyframe requests name it, also after a source switch.
+    label: String,
     ssrc: u32,
     payload_type: u8,
+    /// Sequence numbers, timestamps and picture ids made continuous; clean starts.
+    munger: Munger,
+    kind: MediaKind,
+    /// The codec negotiated for it: only a source of this codec can feed it.
+    mime: String,
+    /// Packets and payload octets sent, for its sender reports (wrapping, RFC 3550).
+    packets_sent: u32,
+    octets_sent: u32,
 }
 
 struct PublishedTrack {
@@ -105,6 +138,8 @@ struct PublishedTrack {
     publish_leg: TransportKey,
     media_ssrc: u32,
     codec: Option<RTCRtpCodec>,
+    /// What the forwarding path reads of its payloads (set with `codec`).
+    payload_format: Codec,
     keyframes: KeyframeThrottle,
     /// Classrooms whose subscribe leg carries this track.
     subscribers: Vec<ClassroomId>,
@@ -124,6 +159,8 @@ pub struct Router {
     transports: HashMap<TransportKey, Transport>,
     by_ufrag: HashMap<String, TransportKey>,
     by_addr: HashMap<SocketAddr, TransportKey>,
+    /// ICE-TCP connections, by the peer's address (a TCP and a UDP peer may share one).
+    by_tcp_addr: HashMap<SocketAddr, TransportKey>,
     members: HashMap<ClassroomId, Member>,
     classes: HashMap<ClassId, ClassMedia>,
     /// Published tracks, by server id.
@@ -133,6 +170,8 @@ pub struct Router {
     transmits: VecDeque<Transmit>,
     events: VecDeque<RouterEvent>,
     dirty: HashSet<TransportKey>,
+    /// Network-check legs ([`probe`]), closed by time.
+    probes: probe::Probes,
 }
 
 impl Router {
@@ -145,6 +184,7 @@ impl Router {
             transports: HashMap::new(),
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
+            by_tcp_addr: HashMap::new(),
             members: HashMap::new(),
             classes: HashMap::new(),
             tracks: HashMap::new(),
@@ -152,6 +192,7 @@ impl Router {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             dirty: HashSet::new(),
+            probes: probe::Probes::default(),
         }
     }
 
@@ -178,6 +219,7 @@ impl Router {
                 receive_video: true,
                 // Viewers (WHEP) negotiate once, by their own offer, in `view_offer`.
                 fixed: role == Role::Viewer,
+                publish_only: false,
             },
         );
         self.sync_class(now, &class);
@@ -211,6 +253,31 @@ impl Router {
             }
         }
         self.sync_class(now, &member.class);
+        self.flush();
+    }
+
+    /// The classroom only publishes (a WHIP session): it gets no subscribe leg, and one made
+    /// when it joined is closed. Any offer made for that leg is void.
+    pub fn set_publish_only(&mut self, classroom: &ClassroomId) {
+        let Some(member) = self.members.get_mut(classroom) else {
+            return;
+        };
+        member.publish_only = true;
+        member.negotiation = Negotiation::default();
+        let gone: Vec<TrackId> = member.downtracks.keys().cloned().collect();
+        for track in &gone {
+            self.remove_downtrack(classroom, track);
+        }
+        if let Some(key) = self
+            .members
+            .get_mut(classroom)
+            .and_then(|m| m.subscribe.take())
+        {
+            self.close_transport(key);
+        }
+        self.events.retain(
+            |e| !matches!(e, RouterEvent::SubscribeOffer { classroom: c, .. } if c == classroom),
+        );
         self.flush();
     }
 
@@ -284,6 +351,8 @@ impl Router {
             transport.add_host_candidate(announced)?;
         }
         let sdp = transport.answer(now)?;
+        // An offer with new ICE credentials is an ICE restart: ours changed with it.
+        self.sync_ufrag(key);
         // A renegotiation that stops sending a track (a screen share ended) ends that track.
         let stopped: Vec<TrackId> = self
             .track_by_leg
@@ -335,7 +404,9 @@ impl Router {
         self.drain(now, key);
         // Changes that came while the offer was out go in the next one.
         self.offer_if_needed(now, classroom);
-        self.request_keyframes_for(now, classroom);
+        // Only the downtracks this negotiation added wait for a keyframe; nobody else's publisher
+        // is disturbed.
+        self.request_keyframes_awaiting(now, classroom);
         let _ = class;
         self.flush();
         Ok(())
@@ -359,29 +430,11 @@ impl Router {
         }
         let class = member.class.clone();
         let offer = RTCSessionDescription::offer(sdp)?;
-        let mut chosen: Vec<(TrackId, ClassroomId, MediaKind, RTCRtpCodec, Source)> = self
-            .tracks
-            .iter()
-            .filter(|(_, t)| t.class == class)
-            .filter(|(_, t)| {
-                self.members
-                    .get(&t.info.classroom_id)
-                    .is_some_and(|m| m.role == Role::Master)
-            })
-            .filter_map(|(id, t)| {
-                let codec = t.codec.clone()?;
-                Some((
-                    id.clone(),
-                    t.info.classroom_id.clone(),
-                    t.info.kind,
-                    codec,
-                    t.info.source,
-                ))
-            })
-            .collect();
-        // Microphone first, then camera before screen; one of each kind.
-        chosen.sort_by_key(|(id, _, kind, _, source)| (*kind, *source, id.clone()));
-        chosen.dedup_by_key(|(_, _, kind, _, _)| *kind);
+        let chosen: Vec<(TrackId, ClassroomId, MediaKind, RTCRtpCodec)> =
+            [MediaKind::Audio, MediaKind::Video]
+                .into_iter()
+                .filter_map(|kind| self.viewer_source(&class, kind))
+                .collect();
         if chosen.is_empty() {
             return Err(SfuError::NothingToView);
         }
@@ -394,7 +447,7 @@ impl Router {
             m.subscribe = Some(key);
             m.fixed = true;
         }
-        for (track, publisher, kind, codec, _) in chosen {
+        for (track, publisher, kind, codec) in chosen {
             self.add_downtrack(now, classroom, &track, &publisher, kind, codec)?;
         }
         let transport = self
@@ -402,6 +455,7 @@ impl Router {
             .get_mut(&key)
             .ok_or(SfuError::UnknownClassroom)?;
         let sdp = transport.answer(now)?;
+        self.sync_ufrag(key);
         self.drain(now, key);
         self.flush();
         Ok(sdp)
@@ -443,9 +497,55 @@ impl Router {
             .pc
             .set_remote_description(now, RTCSessionDescription::offer(offer)?)?;
         let answer = transport.answer(now)?;
+        self.sync_ufrag(key);
         self.drain(now, key);
         self.flush();
         Ok(crate::sdp::ice_fragment(&answer))
+    }
+
+    /// ICE restart on a subscribe leg the server offers (a classroom over the WebSocket): the next
+    /// subscribe offer carries new server credentials, so the classroom's answer restarts ICE
+    /// (RFC 8445 §9). If an offer is outstanding, the restart goes in the one after its answer.
+    pub fn restart_subscribe_ice(
+        &mut self,
+        now: Instant,
+        classroom: &ClassroomId,
+    ) -> Result<(), SfuError> {
+        let member = self
+            .members
+            .get_mut(classroom)
+            .ok_or(SfuError::UnknownClassroom)?;
+        if member.fixed || member.subscribe.is_none() {
+            return Err(SfuError::NotAllowed(
+                "no subscribe leg the server offers to restart",
+            ));
+        }
+        member.negotiation.needs_offer = true;
+        member.negotiation.ice_restart = true;
+        self.offer_if_needed(now, classroom);
+        self.flush();
+        Ok(())
+    }
+
+    /// The subscribe offer a classroom has not answered yet, sent again (its WebSocket dropped
+    /// after the offer went out and has resumed). `None` when nothing is outstanding.
+    pub fn outstanding_offer(&mut self, classroom: &ClassroomId) -> Option<RouterEvent> {
+        let member = self.members.get(classroom)?;
+        if !member.negotiation.offer_outstanding {
+            return None;
+        }
+        let transport = self.transports.get_mut(&member.subscribe?)?;
+        let sdp = transport.pc.local_description()?.sdp;
+        Some(RouterEvent::SubscribeOffer {
+            classroom: classroom.clone(),
+            sdp,
+            tracks: offered_tracks(member, transport, &self.tracks),
+        })
+    }
+
+    /// Whether the classroom is a member with its media legs, for a resume that keeps them.
+    pub fn has_member(&self, classroom: &ClassroomId) -> bool {
+        self.members.contains_key(classroom)
     }
 
     /// A trickled ICE candidate from the classroom.
@@ -475,42 +575,69 @@ impl Router {
         Ok(())
     }
 
-    /// A datagram arrived on the shared media port.
+    /// A datagram arrived on the shared media port (bound at `_local`: a wildcard or a private
+    /// address behind NAT; the ICE agent knows the port by its announced address).
     pub fn handle_datagram(
         &mut self,
         now: Instant,
-        local: SocketAddr,
+        _local: SocketAddr,
         from: SocketAddr,
         data: &[u8],
     ) {
-        let key = match self.by_addr.get(&from) {
-            Some(key) => *key,
-            None => {
-                let Some(key) = demux::binding_request_ufrag(data)
-                    .and_then(|ufrag| self.by_ufrag.get(ufrag))
-                    .copied()
-                else {
-                    // Not a check for any leg we know: a stray, a scanner, or a leg already closed.
+        self.handle_packet(now, TransportProtocol::UDP, from, data);
+    }
+
+    /// A packet arrived on the media port over `protocol`: a UDP datagram, or one RFC 4571 frame
+    /// of the ICE-TCP connection from `from` (the driver undoes the framing).
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        protocol: TransportProtocol,
+        from: SocketAddr,
+        data: &[u8],
+    ) {
+        // A connectivity check names its leg by ufrag; it binds its address to that leg and
+        // refreshes the leg's consent only when signed with the leg's password.
+        let check = demux::binding_request_ufrag(data)
+            .and_then(|ufrag| self.by_ufrag.get(ufrag))
+            .copied();
+        let key = match check {
+            Some(key) => {
+                let verified = self
+                    .transports
+                    .get(&key)
+                    .is_some_and(|t| demux::binding_request_verifies(data, &t.ice_pwd));
+                if !verified {
+                    tracing::debug!(%from, "connectivity check without valid integrity ignored");
                     return;
-                };
-                self.by_addr.insert(from, key);
-                if let Some(t) = self.transports.get_mut(&key) {
-                    t.remote_addr = Some(from);
                 }
+                self.on_consent(now, key, protocol, from);
                 key
             }
+            None => match self.addresses(protocol).get(&from) {
+                Some(key) => *key,
+                // Not from a verified address of any leg: a stray, a scanner, a leg closed.
+                None => return,
+            },
         };
         let Some(transport) = self.transports.get_mut(&key) else {
-            self.by_addr.remove(&from);
+            match protocol {
+                TransportProtocol::TCP => self.by_tcp_addr.remove(&from),
+                _ => self.by_addr.remove(&from),
+            };
             return;
         };
+        // The ICE agent finds the candidate a packet reached by its address, which is the announced
+        // one (`--public-ip`), not the socket's own (`0.0.0.0`, or a private address behind NAT):
+        // the server has one host candidate per protocol, all at that address.
+        let local_addr = self.config.announced_addr();
         let read = transport.pc.handle_read(TaggedBytesMut {
             now,
             transport: TransportContext {
-                local_addr: local,
+                local_addr,
                 peer_addr: from,
                 ecn: None,
-                transport_protocol: TransportProtocol::UDP,
+                transport_protocol: protocol,
             },
             message: BytesMut::from(data),
         });
@@ -527,8 +654,19 @@ impl Router {
             .transports
             .values_mut()
             .filter_map(|t| t.pc.poll_timeout());
+        let timeout = self.config.consent_timeout;
+        let legs = legs.min();
         let keyframes = self.tracks.values().filter_map(|t| t.keyframes.deadline());
-        legs.chain(keyframes).min()
+        let consent = self
+            .transports
+            .values()
+            .filter(|t| t.connected)
+            .filter_map(|t| t.consent_expires(timeout));
+        legs.into_iter()
+            .chain(keyframes)
+            .chain(consent)
+            .chain(self.probes.deadline())
+            .min()
     }
 
     /// Time has passed: retransmissions, reports, consent checks, deferred keyframe requests.
@@ -550,6 +688,16 @@ impl Router {
             }
             self.drain(now, key);
         }
+        let timeout = self.config.consent_timeout;
+        let expired: Vec<TransportKey> = self
+            .transports
+            .iter()
+            .filter(|(_, t)| t.connected && !t.served(now, timeout))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in expired {
+            self.update_leg_state(now, key);
+        }
         let deferred: Vec<TrackId> = self
             .tracks
             .iter_mut()
@@ -558,6 +706,7 @@ impl Router {
         for track in deferred {
             self.send_pli(now, &track);
         }
+        self.expire_probes(now);
         self.flush();
     }
 
@@ -567,6 +716,11 @@ impl Router {
 
     pub fn poll_event(&mut self) -> Option<RouterEvent> {
         self.events.pop_front()
+    }
+
+    /// Queue an event for the signaling layer (one the driver was asked to repeat).
+    pub fn push_event(&mut self, event: RouterEvent) {
+        self.events.push_back(event);
     }
 
     /// Tracks being published in a class.
@@ -591,9 +745,33 @@ impl Router {
     fn insert_transport(&mut self, transport: Transport) -> TransportKey {
         let key = self.next_key;
         self.next_key += 1;
-        self.by_ufrag.insert(transport.ufrag.clone(), key);
+        if !transport.ufrag.is_empty() {
+            self.by_ufrag.insert(transport.ufrag.clone(), key);
+        }
         self.transports.insert(key, transport);
         key
+    }
+
+    /// Keep `by_ufrag` (and the password consent checks are verified with) in step with the
+    /// leg's local ICE credentials: set by its first local
+    /// description, new after every ICE restart. Checks under the old ufrag are not answered
+    /// any more, so the old entry goes.
+    fn sync_ufrag(&mut self, key: TransportKey) {
+        let Some(t) = self.transports.get_mut(&key) else {
+            return;
+        };
+        let Some((ufrag, pwd)) = t.local_credentials() else {
+            return;
+        };
+        if ufrag == t.ufrag {
+            return;
+        }
+        t.ice_pwd = pwd;
+        let old = std::mem::replace(&mut t.ufrag, ufrag.clone());
+        if !old.is_empty() {
+            self.by_ufrag.remove(&old);
+        }
+        self.by_ufrag.insert(ufrag, key);
     }
 
     fn close_transport(&mut self, key: TransportKey) {
@@ -605,6 +783,7 @@ impl Router {
             }
             self.by_ufrag.remove(&transport.ufrag);
             self.by_addr.retain(|_, k| *k != key);
+            self.by_tcp_addr.retain(|_, k| *k != key);
             self.track_by_leg.retain(|(k, _), _| *k != key);
         }
         self.dirty.remove(&key);
@@ -614,6 +793,7 @@ impl Router {
         self.transmits.push_back(Transmit {
             to: out.transport.peer_addr,
             data: out.message,
+            protocol: out.transport.transport_protocol,
         });
     }
 
@@ -626,6 +806,7 @@ impl Router {
                     self.transmits.push_back(Transmit {
                         to: out.transport.peer_addr,
                         data: out.message,
+                        protocol: out.transport.transport_protocol,
                     });
                 }
             }
@@ -672,26 +853,29 @@ impl Router {
         let (leg, classroom) = (t.leg, t.classroom.clone());
         match event {
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
-                let connected = state == RTCPeerConnectionState::Connected;
-                let lost = matches!(
-                    state,
-                    RTCPeerConnectionState::Disconnected
-                        | RTCPeerConnectionState::Failed
-                        | RTCPeerConnectionState::Closed
-                );
-                if !connected && !lost {
-                    return;
+                match state {
+                    RTCPeerConnectionState::Connected => t.pc_up = true,
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                        t.pc_up = false;
+                        if !t.connected {
+                            // It never got served (or was lost already): the failure is news.
+                            tracing::info!(classroom = %classroom, ?leg, %state, "leg failed");
+                            self.events.push_back(RouterEvent::LegState {
+                                classroom,
+                                leg,
+                                connected: false,
+                            });
+                            return;
+                        }
+                    }
+                    RTCPeerConnectionState::Disconnected => {
+                        // Transient: consent (RFC 7675) decides when the leg is lost, not this.
+                        tracing::debug!(classroom = %classroom, ?leg, "leg disconnected; still served while consent is fresh");
+                        return;
+                    }
+                    _ => return,
                 }
-                t.connected = connected;
-                tracing::info!(classroom = %classroom, ?leg, %state, "leg state");
-                self.events.push_back(RouterEvent::LegState {
-                    classroom: classroom.clone(),
-                    leg,
-                    connected,
-                });
-                if connected && leg == Leg::Subscribe {
-                    self.request_keyframes_for(now, &classroom);
-                }
+                self.update_leg_state(now, key);
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
                 self.on_track_open(key, &classroom, init.track_id, init.receiver_id, init.ssrc);
@@ -705,6 +889,75 @@ impl Router {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A verified connectivity check from `from` for the leg `key`: its address is the leg's, and
+    /// its consent is fresh again.
+    /// The verified remote addresses of the legs, for packets over `protocol`.
+    fn addresses(&self, protocol: TransportProtocol) -> &HashMap<SocketAddr, TransportKey> {
+        match protocol {
+            TransportProtocol::TCP => &self.by_tcp_addr,
+            _ => &self.by_addr,
+        }
+    }
+
+    fn on_consent(
+        &mut self,
+        now: Instant,
+        key: TransportKey,
+        protocol: TransportProtocol,
+        from: SocketAddr,
+    ) {
+        let Some(t) = self.transports.get_mut(&key) else {
+            return;
+        };
+        t.consent_at = Some(now);
+        if t.remote_addr != Some(from) {
+            t.remote_addr = Some(from);
+            match protocol {
+                TransportProtocol::TCP => self.by_tcp_addr.insert(from, key),
+                _ => self.by_addr.insert(from, key),
+            };
+        }
+        if !t.connected && t.pc_up {
+            self.update_leg_state(now, key);
+        }
+    }
+
+    /// Serve a leg or stop serving it as its state and consent say; tell signaling on a change.
+    fn update_leg_state(&mut self, now: Instant, key: TransportKey) {
+        let timeout = self.config.consent_timeout;
+        let Some(t) = self.transports.get_mut(&key) else {
+            return;
+        };
+        let served = t.served(now, timeout);
+        if served == t.connected {
+            return;
+        }
+        t.connected = served;
+        let (leg, classroom) = (t.leg, t.classroom.clone());
+        if served {
+            tracing::info!(classroom = %classroom, ?leg, "leg connected");
+        } else if t.pc_up {
+            tracing::info!(classroom = %classroom, ?leg, timeout_secs = timeout.as_secs(), "leg lost: consent expired");
+        } else {
+            tracing::info!(classroom = %classroom, ?leg, "leg lost: failed or closed");
+        }
+        self.events.push_back(RouterEvent::LegState {
+            classroom: classroom.clone(),
+            leg,
+            connected: served,
+        });
+        if served && leg == Leg::Subscribe {
+            // Whatever was not sent while the leg was down cannot be repaired: start again at a
+            // keyframe.
+            if let Some(m) = self.members.get_mut(&classroom) {
+                for down in m.downtracks.values_mut() {
+                    down.munger.restart_at_keyframe();
+                }
+            }
+            self.request_keyframes_for(now, &classroom);
         }
     }
 
@@ -755,6 +1008,7 @@ impl Router {
                 publish_leg: key,
                 media_ssrc: ssrc,
                 codec: None,
+                payload_format: Codec::OtherVideo,
                 keyframes: KeyframeThrottle::new(self.config.keyframe_request_interval),
                 subscribers: Vec::new(),
             },
@@ -790,6 +1044,7 @@ impl Router {
             let Some(codec) = codec else {
                 return;
             };
+            track.payload_format = Codec::from_mime(&codec.mime_type);
             track.codec = Some(codec);
             let (class, info) = (track.class.clone(), track.info.clone());
             tracing::info!(class = %class, classroom = %info.classroom_id, track = %info.track_id, kind = ?info.kind, "track published");
@@ -800,16 +1055,23 @@ impl Router {
             self.sync_class(now, &class);
             return;
         }
-        forward(
+        let keyframe = crate::downtrack::is_keyframe_start(track.payload_format, &packet.payload);
+        let waiting = forward(
             now,
             &packet,
+            keyframe,
             &track_id,
             &track.subscribers,
-            &self.members,
+            &mut self.members,
             &mut self.transports,
             &mut self.dirty,
             &self.metrics,
         );
+        if waiting {
+            // A subscriber holds this track back until a keyframe: make sure one is coming
+            // (throttled, so asking again per packet costs nothing upstream).
+            self.request_keyframe(now, &track_id);
+        }
     }
 
     /// RTCP that surfaced on a leg: keyframe requests from subscribers go to the publisher.
@@ -825,9 +1087,93 @@ impl Router {
             .transports
             .get(&key)
             .is_some_and(|t| t.leg == Leg::Subscribe);
+        if !is_subscribe_leg {
+            self.relay_sender_reports(now, key, rtc_track, packets);
+        }
         if wants_keyframe && is_subscribe_leg {
-            // Subscriber-side senders are named after the server track they carry.
-            let track = TrackId::from(rtc_track);
+            // The sender is named after the track it was made for; the track now feeding it
+            // may be another (a WHEP display that followed a screen share).
+            let source = self
+                .transports
+                .get(&key)
+                .and_then(|t| self.members.get(&t.classroom))
+                .and_then(|m| {
+                    m.downtracks
+                        .iter()
+                        .find(|(_, d)| d.label == rtc_track)
+                        .map(|(id, _)| id.clone())
+                });
+            if let Some(track) = source {
+                self.request_keyframe(now, &track);
+            }
+        }
+    }
+
+    /// A publisher's sender reports, translated for every downtrack its track feeds
+    /// ([`crate::lipsync`]).
+    fn relay_sender_reports(
+        &mut self,
+        now: Instant,
+        key: TransportKey,
+        rtc_track: &str,
+        packets: &[Box<dyn rtc::rtcp::Packet>],
+    ) {
+        let mut reports = crate::lipsync::sender_reports(packets).peekable();
+        if reports.peek().is_none() {
+            return;
+        }
+        let Some(track_id) = self.track_by_leg.get(&(key, rtc_track.to_owned())) else {
+            return;
+        };
+        let Some(track) = self.tracks.get(track_id) else {
+            return;
+        };
+        for report in reports {
+            for subscriber in &track.subscribers {
+                let Some(member) = self.members.get(subscriber) else {
+                    continue;
+                };
+                let (Some(down), Some(leg)) = (member.downtracks.get(track_id), member.subscribe)
+                else {
+                    continue;
+                };
+                let Some(rtp_time) = down
+                    .munger
+                    .translate_timestamp(report.ssrc, report.rtp_time)
+                else {
+                    continue;
+                };
+                let Some(transport) = self.transports.get_mut(&leg).filter(|t| t.connected) else {
+                    continue;
+                };
+                let translated = crate::lipsync::translate(
+                    report,
+                    down.ssrc,
+                    rtp_time,
+                    down.packets_sent,
+                    down.octets_sent,
+                );
+                if let Some(mut sender) = transport.pc.rtp_sender(down.sender)
+                    && sender.write_rtcp(now, vec![Box::new(translated)]).is_ok()
+                {
+                    self.dirty.insert(leg);
+                }
+            }
+        }
+    }
+
+    /// Ask for keyframes for the downtracks of `classroom` that wait for one to start.
+    fn request_keyframes_awaiting(&mut self, now: Instant, classroom: &ClassroomId) {
+        let Some(member) = self.members.get(classroom) else {
+            return;
+        };
+        let waiting: Vec<TrackId> = member
+            .downtracks
+            .iter()
+            .filter(|(_, d)| d.munger.awaiting_keyframe())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for track in waiting {
             self.request_keyframe(now, &track);
         }
     }
@@ -912,6 +1258,13 @@ impl Router {
             })
             .collect();
         for subscriber in &members {
+            if self.members.get(subscriber).is_some_and(|m| m.publish_only) {
+                continue;
+            }
+            if self.members.get(subscriber).is_some_and(|m| m.fixed) {
+                self.follow_master(now, class, subscriber);
+                continue;
+            }
             let Some((sub_role, receive_video)) = self
                 .members
                 .get(subscriber)
@@ -994,6 +1347,7 @@ impl Router {
             .ok_or(SfuError::UnknownClassroom)?;
         let ssrc = rand::random::<u32>();
         let mime = codec.mime_type.clone();
+        let payload_format = Codec::from_mime(&mime);
         let media_track = rtc::media_stream::MediaStreamTrack::new(
             // The stream is the publishing classroom, so a browser groups its audio and video.
             publisher.to_string(),
@@ -1008,7 +1362,7 @@ impl Router {
                     ssrc: Some(ssrc),
                     ..Default::default()
                 },
-                codec,
+                codec: codec.clone(),
                 ..Default::default()
             }],
         );
@@ -1021,17 +1375,26 @@ impl Router {
                     .rtp_parameters
                     .codecs
                     .iter()
-                    .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&mime))
+                    .find(|c| crate::codecs::same_codec(&c.rtp_codec, &codec))
                     .map(|c| c.payload_type)
             })
-            .ok_or(SfuError::Negotiation(format!("no payload type for {mime}")))?;
+            .ok_or(SfuError::Negotiation(format!(
+                "no payload type for {mime} {}",
+                codec.sdp_fmtp_line
+            )))?;
         if let Some(m) = self.members.get_mut(subscriber) {
             m.downtracks.insert(
                 track.clone(),
                 DownTrack {
                     sender,
+                    label: track.to_string(),
                     ssrc,
                     payload_type,
+                    munger: Munger::new(payload_format),
+                    kind,
+                    mime,
+                    packets_sent: 0,
+                    octets_sent: 0,
                 },
             );
         }
@@ -1070,12 +1433,19 @@ impl Router {
         let Some(transport) = self.transports.get_mut(&key) else {
             return;
         };
+        let options = member
+            .negotiation
+            .ice_restart
+            .then_some(RTCOfferOptions { ice_restart: true });
         let offer = match transport
             .pc
-            .create_offer(None)
+            .create_offer(options)
             .and_then(|offer| transport.pc.set_local_description(now, offer))
         {
-            Ok(()) => transport.pc.local_description().map(|d| d.sdp),
+            Ok(()) => transport
+                .pc
+                .local_description()
+                .map(|d| crate::sdp::without_rtcp_candidates(&d.sdp)),
             Err(err) => {
                 tracing::warn!(classroom = %classroom, %err, "cannot create subscribe offer");
                 None
@@ -1084,28 +1454,12 @@ impl Router {
         let Some(sdp) = offer else {
             return;
         };
-        let mut offered = Vec::new();
-        for (track_id, down) in &member.downtracks {
-            let Some(info) = self.tracks.get(track_id).map(|t| t.info.clone()) else {
-                continue;
-            };
-            let mid = transport
-                .pc
-                .get_transceivers()
-                .collect::<Vec<_>>()
-                .into_iter()
-                .find_map(|id| {
-                    let tr = transport.pc.rtp_transceiver(id)?;
-                    (tr.sender() == Some(down.sender)).then(|| tr.mid().clone())?
-                });
-            if let Some(mid) = mid {
-                offered.push(OfferedTrack { mid, track: info });
-            }
-        }
-        offered.sort_by(|a, b| a.mid.cmp(&b.mid));
+        let offered = offered_tracks(member, transport, &self.tracks);
         member.negotiation.needs_offer = false;
         member.negotiation.offer_outstanding = true;
+        member.negotiation.ice_restart = false;
         self.dirty.insert(key);
+        self.sync_ufrag(key);
         self.events.push_back(RouterEvent::SubscribeOffer {
             classroom: classroom.clone(),
             sdp,
@@ -1114,24 +1468,59 @@ impl Router {
     }
 }
 
+/// The tracks a subscriber's leg carries, by the mid of their transceiver.
+fn offered_tracks(
+    member: &Member,
+    transport: &mut Transport,
+    tracks: &HashMap<TrackId, PublishedTrack>,
+) -> Vec<OfferedTrack> {
+    let mut offered = Vec::new();
+    for (track_id, down) in &member.downtracks {
+        let Some(info) = tracks.get(track_id).map(|t| t.info.clone()) else {
+            continue;
+        };
+        let mid = transport
+            .pc
+            .get_transceivers()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .find_map(|id| {
+                let tr = transport.pc.rtp_transceiver(id)?;
+                (tr.sender() == Some(down.sender)).then(|| tr.mid().clone())?
+            });
+        if let Some(mid) = mid {
+            offered.push(OfferedTrack { mid, track: info });
+        }
+    }
+    offered.sort_by(|a, b| a.mid.cmp(&b.mid));
+    offered
+}
+
 /// The hot path: one packet in, one write per subscriber out. The payload is reference-counted
-/// (`bytes::Bytes`), so each subscriber gets a new header, never a copy of the media.
+/// (`bytes::Bytes`), so each subscriber gets a new header, never a copy of the media (a VP8
+/// descriptor is copied only after a source switch). Returns whether a subscriber is waiting
+/// for a keyframe of this track.
 #[allow(clippy::too_many_arguments)]
 fn forward(
     now: Instant,
     packet: &rtc::rtp::Packet,
+    keyframe: bool,
     track: &TrackId,
     subscribers: &[ClassroomId],
-    members: &HashMap<ClassroomId, Member>,
+    members: &mut HashMap<ClassroomId, Member>,
     transports: &mut HashMap<TransportKey, Transport>,
     dirty: &mut HashSet<TransportKey>,
     metrics: &SfuMetrics,
-) {
+) -> bool {
+    let mut waiting = false;
     for subscriber in subscribers {
-        let Some(member) = members.get(subscriber) else {
+        let Some(member) = members.get_mut(subscriber) else {
             continue;
         };
-        let (Some(down), Some(key)) = (member.downtracks.get(track), member.subscribe) else {
+        let Some(key) = member.subscribe else {
+            continue;
+        };
+        let Some(down) = member.downtracks.get_mut(track) else {
             continue;
         };
         let Some(transport) = transports.get_mut(&key) else {
@@ -1140,9 +1529,26 @@ fn forward(
         if !transport.connected {
             continue;
         }
+        let header = &packet.header;
+        let Some(rewritten) = down.munger.rewrite(
+            now,
+            header.ssrc,
+            header.sequence_number,
+            header.timestamp,
+            &packet.payload,
+            keyframe,
+        ) else {
+            waiting |= down.munger.awaiting_keyframe();
+            continue;
+        };
         let mut out = packet.clone();
         out.header.ssrc = down.ssrc;
         out.header.payload_type = down.payload_type;
+        out.header.sequence_number = rewritten.sequence_number;
+        out.header.timestamp = rewritten.timestamp;
+        if let Some(payload) = rewritten.payload {
+            out.payload = payload;
+        }
         // Extension ids are negotiated per leg; the subscriber leg adds its own.
         out.header.extension = false;
         out.header.extensions.clear();
@@ -1151,12 +1557,24 @@ fn forward(
         if let Some(mut sender) = transport.pc.rtp_sender(down.sender)
             && sender.write_rtp(now, out).is_ok()
         {
+            down.packets_sent = down.packets_sent.wrapping_add(1);
+            down.octets_sent = down.octets_sent.wrapping_add(bytes as u32);
             metrics.packets_forwarded.inc();
             metrics.bytes_forwarded.inc_by(bytes);
             dirty.insert(key);
         }
     }
+    waiting
 }
+
+mod viewer;
+
+#[cfg(test)]
+mod consent_tests;
+#[cfg(test)]
+mod downtrack_tests;
+#[cfg(test)]
+mod lipsync_tests;
 
 #[cfg(test)]
 mod tests {
@@ -1289,6 +1707,65 @@ mod tests {
         let before = h.peers[a].received;
         talk(&mut h, &[teacher], 10);
         assert!(h.peers[a].received >= before + 5, "A hears the teacher");
+    }
+
+    #[test]
+    fn a_subscribe_ice_restart_brings_new_server_credentials_and_the_demux_follows() {
+        let mut h = Harness::new();
+        let teacher = h.join(Role::Master);
+        let a = h.join(Role::Remote);
+        h.publish_audio(a);
+        h.publish_audio(teacher);
+        h.run_for(Duration::from_millis(500));
+        talk(&mut h, &[teacher, a], 20);
+        assert!(h.peers[a].received >= 10, "A hears the teacher");
+        let a_id = h.peers[a].id.clone();
+        let last_ufrag = |h: &Harness| {
+            h.events
+                .iter()
+                .rev()
+                .find_map(|e| match e {
+                    crate::RouterEvent::SubscribeOffer { classroom, sdp, .. }
+                        if *classroom == a_id =>
+                    {
+                        sdp.lines()
+                            .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+                            .map(str::to_owned)
+                    }
+                    _ => None,
+                })
+                .expect("a subscribe offer to A")
+        };
+        let before = last_ufrag(&h);
+        let key = h.router.members[&a_id]
+            .subscribe
+            .expect("A's subscribe leg");
+        assert_eq!(h.router.by_ufrag.get(&before), Some(&key));
+
+        let now = h.now;
+        h.router.restart_subscribe_ice(now, &a_id).expect("restart");
+        h.run_for(Duration::from_millis(500));
+        let after = last_ufrag(&h);
+        assert_ne!(after, before, "the server's ufrag is new");
+        assert_eq!(
+            h.router.by_ufrag.get(&after),
+            Some(&key),
+            "found by the new ufrag"
+        );
+        assert!(
+            !h.router.by_ufrag.contains_key(&before),
+            "checks under the old ufrag are no longer taken"
+        );
+        let heard = h.peers[a].received;
+        talk(&mut h, &[teacher, a], 20);
+        assert!(
+            h.peers[a].received >= heard + 10,
+            "A hears the teacher over the restarted session"
+        );
+        // A viewer's leg is offered by the viewer (WHEP): it restarts by PATCH, not this way.
+        let publish_only = h.join(Role::Viewer);
+        let viewer = h.peers[publish_only].id.clone();
+        assert!(h.router.restart_subscribe_ice(now, &viewer).is_err());
     }
 
     #[test]

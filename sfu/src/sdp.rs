@@ -45,6 +45,25 @@ pub fn sending_track_ids(sdp: &str) -> Option<HashSet<String>> {
     (!unnamed).then_some(sending)
 }
 
+/// `sdp` without candidates for component 2 (RTCP). Every leg bundles and muxes RTCP
+/// (RFC 8843, RFC 5761), so `rtc`'s copy of each host candidate for component 2 is a duplicate
+/// a client would only pair in vain.
+pub fn without_rtcp_candidates(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.lines() {
+        let line = line.trim_end();
+        let rtcp = line
+            .strip_prefix("a=candidate:")
+            .and_then(|c| c.split_whitespace().nth(1))
+            .is_some_and(|component| component == "2");
+        if !rtcp {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
 /// `sdp` with every `a=ice-ufrag` / `a=ice-pwd` replaced (an ICE restart of the whole session).
 pub fn with_ice_credentials(sdp: &str, ufrag: &str, pwd: &str) -> String {
     let mut out = String::with_capacity(sdp.len());
@@ -109,6 +128,20 @@ mod tests {
         assert_eq!(
             fragment,
             "a=ice-ufrag:new\r\na=ice-pwd:newpwd\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\na=end-of-candidates\r\n"
+        );
+    }
+
+    #[test]
+    fn rtcp_candidates_are_left_out() {
+        let sdp = "v=0\r\nm=audio 9 RTP/SAVPF 111\r\n\
+            a=candidate:1 1 udp 2130706431 127.0.0.1 8443 typ host\r\n\
+            a=candidate:1 2 udp 2130706431 127.0.0.1 8443 typ host\r\n\
+            a=end-of-candidates\r\n";
+        assert_eq!(
+            without_rtcp_candidates(sdp),
+            "v=0\r\nm=audio 9 RTP/SAVPF 111\r\n\
+            a=candidate:1 1 udp 2130706431 127.0.0.1 8443 typ host\r\n\
+            a=end-of-candidates\r\n"
         );
     }
 

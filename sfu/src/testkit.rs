@@ -13,6 +13,7 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
@@ -34,10 +35,19 @@ pub struct Peer {
     pub publish: Option<RTCPeerConnection>,
     pub subscribe: Option<RTCPeerConnection>,
     sender: Option<(RTCRtpSenderId, u32, u8)>,
+    /// A second track on the same publish leg (video, next to the microphone), and its numbering.
+    second: Option<(RTCRtpSenderId, u32, u8)>,
+    second_seq: u16,
+    /// Sender reports received on the subscribe leg: (SSRC, NTP time, RTP time).
+    pub sender_reports: Vec<(u32, u64, u32)>,
     /// RTP packets received on the subscribe leg.
     pub received: u64,
     /// Sequence numbers of the RTP packets received on the subscribe leg.
     pub received_seqs: Vec<u16>,
+    /// Keyframe requests (PLI/FIR) its publish leg received.
+    pub keyframe_requests: u64,
+    /// How often its legs send consent checks (`None`: `rtc`'s default, 2 s).
+    check_interval: Option<Duration>,
     seq: u16,
 }
 
@@ -50,6 +60,12 @@ pub struct Harness {
     /// Drop every DTLS record the router sends to this classroom's subscribe leg for this long,
     /// starting with its certificate flight: a loss burst in the middle of the handshake.
     pub dtls_blackout_to: Option<(usize, Duration)>,
+    /// Drop every STUN datagram these classrooms send (a peer that stopped checking consent).
+    pub mute_checks_from: Vec<usize>,
+    /// Hold the RTP and RTCP of this SSRC this long on its way to the router (one stream of a
+    /// publisher taking a slower path than its others).
+    pub delay_ssrc: Option<(u32, Duration)>,
+    held: Vec<(Instant, SocketAddr, BytesMut)>,
     blackout: Option<(usize, Instant)>,
     /// How many times the router sent each RTP sequence number to each classroom's subscribe leg.
     pub rtp_sent_to: HashMap<(usize, u16), u32>,
@@ -61,14 +77,31 @@ pub struct Harness {
     class: ClassId,
 }
 
-fn new_pc(now: Instant, addr: SocketAddr) -> RTCPeerConnection {
+fn new_pc(now: Instant, addr: SocketAddr, check_interval: Option<Duration>) -> RTCPeerConnection {
     let mut media_engine = MediaEngine::default();
     media_engine.register_default_codecs().expect("codecs");
     let registry =
         register_default_interceptors(rtc::interceptor::Registry::new(), &mut media_engine)
-            .expect("interceptors");
+            .expect("interceptors")
+            .with(
+                rtc::interceptor::Slot::from(crate::feedback::KEYFRAME_TAP_SLOT),
+                crate::feedback::KeyframeRequestTap::default(),
+            )
+            .with(
+                rtc::interceptor::Slot::from(crate::lipsync::SENDER_REPORT_TAP_SLOT),
+                crate::lipsync::SenderReportTap::default(),
+            );
+    // A peer that checks less often than the default also tolerates longer silences itself.
+    let settings = SettingEngineBuilder::new()
+        .with_ice_timeouts(
+            check_interval.map(|i| i * 3),
+            check_interval.map(|i| i * 5),
+            check_interval,
+        )
+        .build();
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings)
         .with_media_engine(media_engine)
         .with_interceptor_registry(registry)
         .build(now)
@@ -78,9 +111,51 @@ fn new_pc(now: Instant, addr: SocketAddr) -> RTCPeerConnection {
     pc
 }
 
+/// A Binding request signed with `password`, as `rtc-stun` builds it for a client.
+pub fn signed_binding_request(username: &str, password: &str) -> Vec<u8> {
+    use rtc::stun::message::{BINDING_REQUEST, Message, TransactionId};
+    use rtc::stun::textattrs::TextAttribute;
+    let provider = rtc::crypto::default_provider().expect("crypto provider");
+    let mut m = Message::new();
+    let integrity = rtc::stun::integrity::MessageIntegrity::new_short_term_integrity_with_provider(
+        password.to_owned(),
+        provider.crypto(),
+    );
+    m.build(&[
+        Box::new(BINDING_REQUEST),
+        Box::new(TransactionId::new()),
+        Box::new(TextAttribute::new(
+            rtc::stun::attributes::ATTR_USERNAME,
+            username.to_owned(),
+        )),
+        Box::new(integrity),
+        Box::new(rtc::stun::fingerprint::FINGERPRINT),
+    ])
+    .expect("stun message");
+    m.raw
+}
+
 /// An SRTP media packet (not STUN, DTLS or RTCP; RFC 5761/7983).
 fn is_rtp(datagram: &[u8]) -> bool {
     datagram.len() > 12 && datagram[0] & 0xC0 == 0x80 && !(192..=223).contains(&datagram[1])
+}
+
+/// The sender SSRC of an SRTP or SRTCP packet (both leave it in the clear).
+fn media_ssrc(datagram: &[u8]) -> Option<u32> {
+    if datagram.len() < 12 || datagram[0] & 0xC0 != 0x80 {
+        return None;
+    }
+    let at = if (192..=223).contains(&datagram[1]) {
+        4
+    } else {
+        8
+    };
+    Some(u32::from_be_bytes([
+        datagram[at],
+        datagram[at + 1],
+        datagram[at + 2],
+        datagram[at + 3],
+    ]))
 }
 
 /// A DTLS record (RFC 7983: first byte 20..=63).
@@ -108,6 +183,9 @@ impl Harness {
             lose_next_to: Vec::new(),
             lose_next_from: Vec::new(),
             dtls_blackout_to: None,
+            mute_checks_from: Vec::new(),
+            delay_ssrc: None,
+            held: Vec::new(),
             blackout: None,
             rtp_sent_to: HashMap::new(),
             peers: Vec::new(),
@@ -119,6 +197,11 @@ impl Harness {
 
     /// A classroom joins; returns its index.
     pub fn join(&mut self, role: Role) -> usize {
+        self.join_checking_every(role, None)
+    }
+
+    /// A classroom whose legs send a consent check every `interval` (RFC 7675 peers: 5 s ± 20 %).
+    pub fn join_checking_every(&mut self, role: Role, interval: Option<Duration>) -> usize {
         let index = self.peers.len();
         let id = ClassroomId::from(format!("r_{index}"));
         self.router
@@ -129,8 +212,13 @@ impl Harness {
             publish: None,
             subscribe: None,
             sender: None,
+            second: None,
+            second_seq: 0,
+            sender_reports: Vec::new(),
             received: 0,
             received_seqs: Vec::new(),
+            check_interval: interval,
+            keyframe_requests: 0,
             seq: 0,
         });
         self.pump();
@@ -147,13 +235,24 @@ impl Harness {
         self.publish(index, RtpCodecKind::Video);
     }
 
+    /// The classroom publishes one camera track in `mime` with these format parameters (an
+    /// H.264 profile, say).
+    pub fn publish_video_as(&mut self, index: usize, mime: &str, fmtp: &str) {
+        self.publish_codec(index, RtpCodecKind::Video, Some((mime, fmtp)));
+    }
+
     fn publish(&mut self, index: usize, kind: RtpCodecKind) {
+        self.publish_codec(index, kind, None);
+    }
+
+    fn publish_codec(&mut self, index: usize, kind: RtpCodecKind, codec: Option<(&str, &str)>) {
         let (mime, clock_rate, channels, name, source) = match kind {
             RtpCodecKind::Audio => ("audio/opus", 48000, 2, "mic", Source::Microphone),
             _ => ("video/VP8", 90000, 0, "cam", Source::Camera),
         };
+        let (mime, fmtp) = codec.unwrap_or((mime, ""));
         let peer = &mut self.peers[index];
-        let mut pc = new_pc(self.now, peer.addr);
+        let mut pc = new_pc(self.now, peer.addr, peer.check_interval);
         let ssrc = 0x1000 + index as u32;
         let track = MediaStreamTrack::new(
             "s".into(),
@@ -169,6 +268,7 @@ impl Harness {
                     mime_type: mime.into(),
                     clock_rate,
                     channels,
+                    sdp_fmtp_line: fmtp.into(),
                     ..Default::default()
                 },
                 ..Default::default()
@@ -205,6 +305,132 @@ impl Harness {
         peer.sender = Some((sender, ssrc, pt));
         peer.publish = Some(pc);
         self.pump();
+    }
+
+    /// The classroom publishes a microphone and a camera on one leg, as a browser does.
+    /// Send on them with [`Harness::send_timed`].
+    pub fn publish_audio_and_video(&mut self, index: usize) {
+        let peer = &mut self.peers[index];
+        let mut pc = new_pc(self.now, peer.addr, peer.check_interval);
+        let mut senders = Vec::new();
+        for (kind, mime, clock_rate, channels, name, ssrc) in [
+            (
+                RtpCodecKind::Audio,
+                "audio/opus",
+                48000,
+                2,
+                "mic",
+                0x1000 + index as u32,
+            ),
+            (
+                RtpCodecKind::Video,
+                "video/VP8",
+                90000,
+                0,
+                "cam",
+                0x2000 + index as u32,
+            ),
+        ] {
+            let track = MediaStreamTrack::new(
+                "s".into(),
+                format!("{name}-{index}"),
+                name.into(),
+                kind,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: RTCRtpCodec {
+                        mime_type: mime.into(),
+                        clock_rate,
+                        channels,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }],
+            );
+            senders.push((pc.add_track(track).expect("track"), ssrc));
+        }
+        let offer = pc.create_offer(None).expect("offer");
+        pc.set_local_description(self.now, offer.clone())
+            .expect("local");
+        let answer = self
+            .router
+            .publish_offer(
+                self.now,
+                &peer.id,
+                offer.sdp,
+                [
+                    (format!("mic-{index}"), Source::Microphone),
+                    (format!("cam-{index}"), Source::Camera),
+                ],
+            )
+            .expect("answer");
+        pc.set_remote_description(
+            self.now,
+            RTCSessionDescription::answer(answer).expect("sdp"),
+        )
+        .expect("remote");
+        let mut with_pt = senders.into_iter().map(|(sender, ssrc)| {
+            let pt = pc
+                .rtp_sender(sender)
+                .and_then(|mut s| {
+                    s.get_parameters()
+                        .rtp_parameters
+                        .codecs
+                        .first()
+                        .map(|c| c.payload_type)
+                })
+                .expect("payload type");
+            (sender, ssrc, pt)
+        });
+        peer.sender = with_pt.next();
+        peer.second = with_pt.next();
+        peer.publish = Some(pc);
+        self.pump();
+    }
+
+    /// The SSRCs of a classroom's microphone and camera ([`Harness::publish_audio_and_video`]).
+    pub fn audio_and_video_ssrcs(&self, index: usize) -> (u32, u32) {
+        let peer = &self.peers[index];
+        (
+            peer.sender.expect("publishing").1,
+            peer.second.expect("publishing video").1,
+        )
+    }
+
+    /// A publisher of audio and video sends one packet on its camera (`video`) or microphone,
+    /// with this RTP timestamp (not yet delivered).
+    pub fn send_timed(&mut self, index: usize, video: bool, payload: Bytes, timestamp: u32) {
+        let now = self.now;
+        let peer = &mut self.peers[index];
+        let (sender, ssrc, pt, seq) = if video {
+            let (sender, ssrc, pt) = peer.second.expect("publishing video");
+            peer.second_seq = peer.second_seq.wrapping_add(1);
+            (sender, ssrc, pt, peer.second_seq)
+        } else {
+            let (sender, ssrc, pt) = peer.sender.expect("publishing");
+            peer.seq = peer.seq.wrapping_add(1);
+            (sender, ssrc, pt, peer.seq)
+        };
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::Header {
+                version: 2,
+                payload_type: pt,
+                sequence_number: seq,
+                timestamp,
+                ssrc,
+                marker: video,
+                ..Default::default()
+            },
+            payload,
+        };
+        if let Some(pc) = peer.publish.as_mut()
+            && let Some(mut s) = pc.rtp_sender(sender)
+        {
+            s.write_rtp(now, packet).expect("write");
+        }
     }
 
     /// The classroom stops its track and renegotiates, as a browser does when a share ends.
@@ -249,6 +475,50 @@ impl Harness {
         }
     }
 
+    /// The classroom's page reloads: it joins again and publishes anew, its RTP numbering
+    /// starting somewhere else (as a new browser session's does).
+    pub fn rejoin_and_publish_video(&mut self, index: usize) {
+        let now = self.now;
+        let role = crate::Role::Master;
+        let peer = &mut self.peers[index];
+        peer.publish = None;
+        peer.subscribe = None;
+        peer.sender = None;
+        peer.seq = peer.seq.wrapping_add(20_000);
+        let id = peer.id.clone();
+        self.router.join(now, self.class.clone(), id, role);
+        self.pump();
+        self.publish_video(index);
+    }
+
+    /// A receive-only viewer (WHEP) offers audio and video reception; returns its index.
+    pub fn view(&mut self) -> Result<usize, crate::SfuError> {
+        use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+        let index = self.join(Role::Viewer);
+        let now = self.now;
+        let peer = &mut self.peers[index];
+        let mut pc = new_pc(now, subscribe_addr(peer.addr), None);
+        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+            pc.add_transceiver_from_kind(
+                kind,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    streams: vec![],
+                    send_encodings: vec![],
+                }),
+            )
+            .expect("transceiver");
+        }
+        let offer = pc.create_offer(None).expect("offer");
+        pc.set_local_description(now, offer.clone()).expect("local");
+        let answer = self.router.view_offer(now, &peer.id, offer.sdp)?;
+        pc.set_remote_description(now, RTCSessionDescription::answer(answer).expect("sdp"))
+            .expect("remote");
+        peer.subscribe = Some(pc);
+        self.pump();
+        Ok(index)
+    }
+
     /// The datagrams a publisher has queued (for replaying into the router in a benchmark).
     pub fn take_publisher_datagrams(&mut self, index: usize) -> Vec<(SocketAddr, BytesMut)> {
         let peer = &mut self.peers[index];
@@ -280,8 +550,30 @@ impl Harness {
                     }
                 }
             }
+            let mut inbound: Vec<(SocketAddr, BytesMut)> = inbound
+                .into_iter()
+                .filter_map(|(from, data)| match self.delay_ssrc {
+                    Some((ssrc, delay)) if media_ssrc(&data) == Some(ssrc) => {
+                        self.held.push((self.now + delay, from, data));
+                        None
+                    }
+                    _ => Some((from, data)),
+                })
+                .collect();
+            let now = self.now;
+            let (due, held): (Vec<_>, Vec<_>) =
+                self.held.drain(..).partition(|(at, ..)| *at <= now);
+            self.held = held;
+            inbound.extend(due.into_iter().map(|(_, from, data)| (from, data)));
             for (from, data) in inbound {
                 moved = true;
+                if crate::demux::is_stun(&data)
+                    && self.mute_checks_from.iter().any(|&i| {
+                        self.peers[i].addr == from || subscribe_addr(self.peers[i].addr) == from
+                    })
+                {
+                    continue;
+                }
                 if is_rtp(&data)
                     && let Some(at) = self
                         .lose_next_from
@@ -362,15 +654,30 @@ impl Harness {
             for peer in &mut self.peers {
                 if let Some(pc) = peer.subscribe.as_mut() {
                     while let Some(m) = pc.poll_read() {
-                        if let RTCMessage::RtpPacket(_, packet) = m.message {
-                            peer.received += 1;
-                            peer.received_seqs.push(packet.header.sequence_number);
+                        match m.message {
+                            RTCMessage::RtpPacket(_, packet) => {
+                                peer.received += 1;
+                                peer.received_seqs.push(packet.header.sequence_number);
+                            }
+                            RTCMessage::RtcpPacket(_, packets) => {
+                                for sr in crate::lipsync::sender_reports(&packets) {
+                                    peer.sender_reports
+                                        .push((sr.ssrc, sr.ntp_time, sr.rtp_time));
+                                }
+                            }
+                            _ => {}
                         }
                     }
                     while pc.poll_event().is_some() {}
                 }
                 if let Some(pc) = peer.publish.as_mut() {
-                    while pc.poll_read().is_some() {}
+                    while let Some(m) = pc.poll_read() {
+                        if let RTCMessage::RtcpPacket(_, packets) = m.message
+                            && crate::feedback::asks_for_keyframe(&packets)
+                        {
+                            peer.keyframe_requests += 1;
+                        }
+                    }
                     while pc.poll_event().is_some() {}
                 }
             }
@@ -403,7 +710,10 @@ impl Harness {
             return;
         };
         let addr = subscribe_addr(peer.addr);
-        let pc = peer.subscribe.get_or_insert_with(|| new_pc(now, addr));
+        let interval = peer.check_interval;
+        let pc = peer
+            .subscribe
+            .get_or_insert_with(|| new_pc(now, addr, interval));
         pc.set_remote_description(now, RTCSessionDescription::offer(sdp).expect("sdp"))
             .expect("remote offer");
         let answer = pc.create_answer(None).expect("answer");

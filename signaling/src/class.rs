@@ -22,6 +22,34 @@ pub struct Participant {
     pub attendance_id: i64,
     /// Bumped on every (re)connection, so a stale disconnect or grace timer does nothing.
     pub epoch: u64,
+    /// A WHIP/WHEP session: no WebSocket to recover through, so a lost leg ends it.
+    pub http_session: bool,
+    /// What the media plane last said of each of its legs.
+    pub legs: LegHealth,
+}
+
+/// The last reported state of a classroom's two media legs (`None`: never reported).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LegHealth {
+    pub publish: Option<bool>,
+    pub subscribe: Option<bool>,
+    /// Bumped each time the classroom's media becomes lost, so a stale grace timer does nothing.
+    pub lost_generation: u64,
+}
+
+impl LegHealth {
+    pub fn set(&mut self, leg: tandem_sfu::Leg, connected: bool) {
+        match leg {
+            tandem_sfu::Leg::Publish => self.publish = Some(connected),
+            tandem_sfu::Leg::Subscribe => self.subscribe = Some(connected),
+        }
+    }
+
+    /// Every leg the classroom has had is lost (and it had at least one).
+    pub fn all_lost(&self) -> bool {
+        let legs = [self.publish, self.subscribe];
+        legs.iter().any(Option::is_some) && !legs.contains(&Some(true))
+    }
 }
 
 pub struct Class {

@@ -58,9 +58,12 @@ pub struct Config {
     /// At most one keyframe request per track in this many milliseconds.
     #[arg(long, env = "TANDEM_KEYFRAME_INTERVAL_MS", default_value_t = 1000)]
     pub keyframe_interval_ms: u64,
-    /// Packets kept per outgoing stream to answer NACKs (a power of two).
-    #[arg(long, env = "TANDEM_NACK_BUFFER_PACKETS", default_value_t = 512)]
+    /// Packets kept per outgoing stream to answer NACKs (a power of two; anything else is refused).
+    #[arg(long, env = "TANDEM_NACK_BUFFER_PACKETS", default_value_t = 512, value_parser = power_of_two)]
     pub nack_buffer_packets: u16,
+    /// Seconds a media leg stays served without a consent check from its peer (RFC 7675: 30).
+    #[arg(long, env = "TANDEM_CONSENT_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub consent_timeout_secs: u64,
     /// Pupils (vote-only devices from the pupil voting link) allowed in one class.
     #[arg(long, env = "TANDEM_MAX_PUPILS_PER_CLASS", default_value_t = 500)]
     pub max_pupils_per_class: usize,
@@ -90,9 +93,110 @@ pub struct Config {
     /// Polls per class.
     #[arg(long, env = "TANDEM_POLL_MAX_PER_CLASS", default_value_t = 200)]
     pub poll_max_per_class: usize,
+    /// Longest class title, in characters.
+    #[arg(long, env = "TANDEM_MAX_TITLE_LEN", default_value_t = 200)]
+    pub max_title_len: usize,
+    /// Key a teacher must give to create a class (`X-Tandem-Create-Key` header); unset: anyone
+    /// who reaches the server may create classes.
+    #[arg(long, env = "TANDEM_CREATE_KEY", hide_env_values = true)]
+    pub create_key: Option<String>,
+    /// Classes one IP address may create per minute (a burst of as many, refilled evenly); 0 for
+    /// no limit (a load test creating many classes).
+    #[arg(long, env = "TANDEM_CREATE_PER_MINUTE", default_value_t = 30)]
+    pub create_per_minute: u32,
+    /// Seconds a WebSocket may stay open without joining a class.
+    #[arg(long, env = "TANDEM_WS_JOIN_TIMEOUT_SECS", default_value_t = 10)]
+    pub ws_join_timeout_secs: u64,
+    /// WebSockets from one IP address that have not joined yet.
+    #[arg(long, env = "TANDEM_WS_MAX_UNJOINED_PER_IP", default_value_t = 100)]
+    pub ws_max_unjoined_per_ip: usize,
+    /// Open TCP connections from one IP address (a school behind one NAT address counts once).
+    #[arg(long, env = "TANDEM_MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
+    pub max_connections_per_ip: usize,
+    /// Seconds a client has to send a request's headers (also how long an idle keep-alive
+    /// connection waits for its next request).
+    #[arg(long, env = "TANDEM_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub http_header_timeout_secs: u64,
+    /// Seconds an HTTP connection may go without sending or receiving a byte (a request body
+    /// trickled in, a response never read).
+    #[arg(long, env = "TANDEM_HTTP_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub http_idle_timeout_secs: u64,
+    /// Minutes a class may have nobody in it before it ends by itself (fractions allowed).
+    #[arg(long, env = "TANDEM_CLASS_IDLE_MINUTES", default_value_t = 120.0)]
+    pub class_idle_minutes: f64,
+    /// Days an ended class's records (attendance, board, polls) are kept; 0 keeps them for ever
+    /// (fractions allowed).
+    #[arg(long, env = "TANDEM_RETENTION_DAYS", default_value_t = 365.0)]
+    pub retention_days: f64,
+    /// ICE over TCP (RFC 6544) on the media port number, for networks that block UDP: on | off.
+    #[arg(long, env = "TANDEM_ICE_TCP", default_value = "on", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub ice_tcp: bool,
+    /// Offer media over UDP: on | off (off: only TCP and TURN, to test a network that blocks UDP).
+    #[arg(long, env = "TANDEM_MEDIA_UDP", default_value = "on", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub media_udp: bool,
+    /// ICE-TCP connections open at once; more are refused.
+    #[arg(long, env = "TANDEM_ICE_TCP_MAX_CONNECTIONS", default_value_t = 1000)]
+    pub ice_tcp_max_connections: usize,
+    /// Bytes queued to one ICE-TCP connection; packets beyond are dropped.
+    #[arg(long, env = "TANDEM_ICE_TCP_MAX_QUEUED_BYTES", default_value_t = 256 * 1024)]
+    pub ice_tcp_max_queued_bytes: usize,
+    /// Seconds an ICE-TCP connection may stay silent before it is closed.
+    #[arg(long, env = "TANDEM_ICE_TCP_IDLE_SECS", default_value_t = 30)]
+    pub ice_tcp_idle_secs: u64,
+    /// HTTPS: the certificate chain (PEM), reloaded with the key on SIGHUP.
+    #[arg(
+        long,
+        env = "TANDEM_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// HTTPS: the private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "TANDEM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// HTTPS with a certificate made for this server's names and addresses, kept in the data
+    /// folder (a school LAN without a domain; browsers must be told to trust it).
+    #[arg(long, env = "TANDEM_TLS_SELF_SIGNED")]
+    pub tls_self_signed: bool,
+    /// Extra DNS names or IP addresses for the `--tls-self-signed` certificate (comma separated).
+    #[arg(long, env = "TANDEM_TLS_NAMES", value_delimiter = ',')]
+    pub tls_names: Vec<String>,
+    /// With HTTPS on: a plain-HTTP address that redirects every request to HTTPS.
+    #[arg(long, env = "TANDEM_HTTP_REDIRECT_LISTEN")]
+    pub http_redirect_listen: Option<SocketAddr>,
+    /// TURN servers handed to clients, e.g. `turn:turn.example.org:3478?transport=udp` (repeat the
+    /// flag, or comma separated in the env variable).
+    #[arg(long = "turn-url", env = "TANDEM_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Vec<String>,
+    /// The TURN server's `static-auth-secret` (coturn `use-auth-secret`): clients get
+    /// time-limited credentials made from it, never the secret.
+    #[arg(long, env = "TANDEM_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// How long the TURN credentials minted for one join stay valid.
+    #[arg(long, env = "TANDEM_TURN_CREDENTIAL_TTL_SECS", default_value_t = 12 * 3600)]
+    pub turn_credential_ttl_secs: u64,
+}
+
+/// A `u16` that is a power of two (the retransmission buffer indexes modulo its size).
+fn power_of_two(value: &str) -> Result<u16, String> {
+    let n: u16 = value
+        .parse()
+        .map_err(|err| format!("not a number from 1 to 32768: {err}"))?;
+    if n.is_power_of_two() {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{n} is not a power of two (the retransmission buffer needs one, e.g. 256, 512, 1024)"
+        ))
+    }
 }
 
 impl Config {
+    /// Whether the pages and the API are served over HTTPS.
+    pub fn https(&self) -> bool {
+        self.tls_cert.is_some() || self.tls_self_signed
+    }
+
     /// The whiteboard limits these settings name.
     pub fn board_limits(&self) -> crate::classboard::board::BoardLimits {
         crate::classboard::board::BoardLimits {
@@ -113,6 +217,12 @@ impl Config {
         }
     }
 
+    /// Whether anyone beyond this machine could start classes: listening on a non-loopback
+    /// address with no `--create-key`. The server warns loudly at start when so.
+    pub fn creation_open_to_others(&self) -> bool {
+        !self.listen.ip().is_loopback() && self.create_key.is_none()
+    }
+
     /// Settings for tests: ephemeral ports on loopback, data in `data_dir`.
     pub fn for_tests(data_dir: PathBuf) -> Self {
         use clap::Parser;
@@ -121,5 +231,39 @@ impl Config {
         config.media_listen = "127.0.0.1:0".parse().expect("valid address");
         config.data_dir = data_dir;
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn a_public_address_without_a_key_is_open_to_others() {
+        let parse = |args: &[&str]| Config::parse_from([&["tandem"], args].concat());
+        assert!(!parse(&[]).creation_open_to_others(), "loopback default");
+        assert!(!parse(&["--listen", "[::1]:8080"]).creation_open_to_others());
+        assert!(parse(&["--listen", "0.0.0.0:8080"]).creation_open_to_others());
+        assert!(
+            !parse(&["--listen", "0.0.0.0:8080", "--create-key", "k"]).creation_open_to_others()
+        );
+    }
+
+    #[test]
+    fn a_nack_buffer_that_is_not_a_power_of_two_is_refused_at_start() {
+        let err = Config::try_parse_from(["tandem", "--nack-buffer-packets", "500"])
+            .expect_err("500 is refused");
+        assert!(
+            err.to_string().contains("500 is not a power of two"),
+            "{err}"
+        );
+        let ok = Config::try_parse_from(["tandem", "--nack-buffer-packets", "1024"]).expect("1024");
+        assert_eq!(ok.nack_buffer_packets, 1024);
+        let defaults = Config::try_parse_from(["tandem"]).expect("defaults");
+        assert_eq!(
+            (defaults.nack_buffer_packets, defaults.consent_timeout_secs),
+            (512, 30)
+        );
     }
 }

@@ -7,10 +7,10 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use rand::distr::{Alphanumeric, SampleString};
 use tandem_sfu::driver::SfuHandle;
-use tandem_sfu::{ClassId, ClassroomId, Role, RouterEvent};
+use tandem_sfu::{ClassId, ClassroomId, Leg, Role, RouterEvent};
 use tokio::sync::mpsc;
 
-use crate::class::{Class, Outbox, Participant};
+use crate::class::{Class, LegHealth, Outbox, Participant};
 use crate::classboard::board::Catchup;
 use crate::config::Config;
 use crate::protocol::{
@@ -21,6 +21,8 @@ use crate::token::{Claims, TokenError, TokenKey, TokenRole};
 
 // The whiteboard, polls and class report: the hub operations behind them.
 mod classwork;
+// Idle classes ending by themselves, retention, last-seen and shutdown.
+mod lifecycle;
 
 use classwork::poll_news;
 
@@ -101,6 +103,8 @@ pub struct Hub {
     classes: DashMap<String, Arc<Mutex<Class>>>,
     /// Which class a classroom is in, to route media-plane events.
     classroom_class: DashMap<ClassroomId, String>,
+    /// Turns true when the server is shutting down (connections watch it).
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl Hub {
@@ -112,6 +116,7 @@ impl Hub {
             sfu,
             classes: DashMap::new(),
             classroom_class: DashMap::new(),
+            shutdown: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -145,7 +150,7 @@ impl Hub {
     }
 
     pub fn create_class(&self, title: &str, teacher_name: &str) -> Result<CreatedClass, HubError> {
-        let title = self.checked_name("title", title)?;
+        let title = checked_len("title", title, self.config.max_title_len)?;
         let teacher_name = self.checked_name("teacher_name", teacher_name)?;
         let now = unix_now();
         let record = ClassRecord {
@@ -210,17 +215,7 @@ impl Hub {
     }
 
     fn checked_name(&self, field: &str, value: &str) -> Result<String, HubError> {
-        let value = value.trim();
-        if value.is_empty() || value.chars().count() > self.config.max_name_len {
-            return Err(HubError::new(
-                ErrorCode::BadMessage,
-                format!(
-                    "{field} must be 1 to {} characters",
-                    self.config.max_name_len
-                ),
-            ));
-        }
-        Ok(value.to_owned())
+        checked_len(field, value, self.config.max_name_len)
     }
 
     fn live_class(&self, class_id: &str) -> Result<Arc<Mutex<Class>>, HubError> {
@@ -251,12 +246,14 @@ impl Hub {
             .ok_or_else(|| HubError::new(ErrorCode::ClassEnded, "the class has ended"))
     }
 
-    /// A connection joins (or resumes its place in) the class its token opens.
+    /// A connection joins (or resumes its place in) the class its token opens. A resume with
+    /// `keep_media` keeps the classroom's media legs as they are, if the media plane still has them.
     pub async fn join(
         &self,
         token: &str,
         name: &str,
         resume: Option<&str>,
+        keep_media: bool,
         outbox: Outbox,
         as_viewer: bool,
     ) -> Result<Seat, HubError> {
@@ -278,8 +275,25 @@ impl Hub {
         } else {
             self.sfu.tracks(class_id.clone()).await.unwrap_or_default()
         };
+        // A WebSocket blip: the page kept its legs and asks to keep them. Possible when the media
+        // plane still has the classroom (its grace period has not run out).
+        let keepable = match resume.filter(|_| keep_media && role != ParticipantRole::Pupil) {
+            Some(key) => {
+                let seated = class_arc
+                    .lock()
+                    .participants
+                    .iter()
+                    .find(|p| p.session == key && p.view.role == role)
+                    .map(|p| p.view.classroom_id.clone());
+                match seated {
+                    Some(id) if self.sfu.has_member(id.clone()).await.unwrap_or(false) => Some(id),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
 
-        let (seat, resumed) = {
+        let (seat, resumed, media_kept) = {
             let mut class = class_arc.lock();
             let resumable = resume.and_then(|key| {
                 class
@@ -287,12 +301,26 @@ impl Hub {
                     .iter()
                     .position(|p| p.session == key && p.view.role == role)
             });
+            let mut media_kept = false;
             let (seat, resumed) = match resumable {
                 Some(index) => {
                     let p = &mut class.participants[index];
                     p.epoch += 1;
                     p.outbox = Some(outbox);
                     p.view.connected = true;
+                    // Legs that were lost (or already reset by the grace timer) are not worth
+                    // keeping: the page starts afresh.
+                    media_kept =
+                        keepable.as_ref() == Some(&p.view.classroom_id) && !p.view.media_lost;
+                    if !media_kept {
+                        // Its legs start afresh below: nothing is known of them yet, and a grace
+                        // timer of the old ones must not reset the new. `media_lost` stays as the
+                        // others were told, until a new leg connects.
+                        p.legs = LegHealth {
+                            lost_generation: p.legs.lost_generation + 1,
+                            ..LegHealth::default()
+                        };
+                    }
                     (
                         Seat {
                             class_id: class_id.clone(),
@@ -336,11 +364,14 @@ impl Hub {
                             name,
                             role,
                             connected: true,
+                            media_lost: false,
                         },
                         session: random_id("s_", 24),
                         outbox: Some(outbox),
                         attendance_id,
                         epoch: 1,
+                        http_session: false,
+                        legs: LegHealth::default(),
                     });
                     (
                         Seat {
@@ -369,6 +400,12 @@ impl Hub {
                 stage: class.stage.clone(),
                 hands: class.hands.clone(),
                 tracks,
+                media_kept,
+                ice_servers: crate::turn::ice_servers(
+                    &self.config,
+                    std::time::SystemTime::now(),
+                    seat.classroom_id.as_str(),
+                ),
             };
             let announce = if resumed {
                 ServerMessage::ParticipantState {
@@ -397,10 +434,16 @@ impl Hub {
             if !pupil {
                 class.broadcast_except(&seat.classroom_id, &announce);
             }
-            (seat, resumed)
+            (seat, resumed, media_kept)
         };
         self.classroom_class
             .insert(seat.classroom_id.clone(), claims.class_id.clone());
+        if media_kept {
+            // Its legs carry on untouched; only an offer it missed while away comes again.
+            let _ = self.sfu.resend_offer(seat.classroom_id.clone());
+            tracing::info!(class = %seat.class_id, classroom = %seat.classroom_id, "resumed with its media");
+            return Ok(seat);
+        }
 
         // A (re)joining classroom starts its media afresh: its old legs died with its page.
         let sfu_role = match role {
@@ -461,6 +504,16 @@ impl Hub {
             .is_some_and(|p| p.epoch == seat.epoch && !p.view.connected);
         if gone {
             self.leave(seat);
+        }
+    }
+
+    /// The seat is a WHIP/WHEP session: it has no WebSocket, so when its media leg is lost there
+    /// is nothing to wait for and it leaves.
+    pub fn mark_http_session(&self, seat: &Seat) {
+        if let Ok(class_arc) = self.class_of(seat)
+            && let Some(p) = class_arc.lock().participant_mut(&seat.classroom_id)
+        {
+            p.http_session = true;
         }
     }
 
@@ -633,8 +686,100 @@ impl Hub {
                     });
                 }
             }
+            // Handled by `on_leg_state`, which may need to start a timer.
             RouterEvent::LegState { .. } => {}
         }
+    }
+
+    /// A media leg connected or was lost (the media plane reports loss only when consent
+    /// expired or ICE/DTLS failed, not for a passing disconnect).
+    ///
+    /// - A WHIP/WHEP session whose leg is lost leaves at once: nobody is there to recover it, and
+    ///   an encoder killed without `DELETE` must not hold its place (or its tracks) forever.
+    /// - A classroom whose legs are all lost is shown as such to everyone (`media_state`); its
+    ///   page restarts ICE meanwhile. If no leg is back within the reconnect grace period, its
+    ///   legs are closed and its tracks end for the others (`media_reset` tells the page to
+    ///   build them afresh).
+    pub fn on_leg_state(self: &Arc<Self>, classroom: ClassroomId, leg: Leg, connected: bool) {
+        let Some(class_id) = self.classroom_class.get(&classroom).map(|c| c.clone()) else {
+            return;
+        };
+        let Some(class_arc) = self.classes.get(&class_id).map(|c| c.clone()) else {
+            return;
+        };
+        let mut class = class_arc.lock();
+        let Some(p) = class.participant_mut(&classroom) else {
+            return;
+        };
+        p.legs.set(leg, connected);
+        let seat = Seat {
+            class_id: ClassId::from(class_id.as_str()),
+            classroom_id: classroom.clone(),
+            epoch: p.epoch,
+        };
+        if p.http_session {
+            if !connected {
+                drop(class);
+                tracing::info!(class = %class_id, classroom = %classroom, ?leg, "WHIP/WHEP session lost its media: removed");
+                self.leave(&seat);
+            }
+            return;
+        }
+        let lost = p.legs.all_lost();
+        if lost == p.view.media_lost {
+            return;
+        }
+        p.view.media_lost = lost;
+        if lost {
+            p.legs.lost_generation += 1;
+        }
+        let generation = p.legs.lost_generation;
+        let role = p.view.role;
+        tracing::info!(class = %class_id, classroom = %classroom, lost, "media state");
+        class.broadcast(&ServerMessage::MediaState {
+            classroom_id: classroom.clone(),
+            connected: !lost,
+        });
+        drop(class);
+        if lost {
+            let hub = Arc::clone(self);
+            let grace = Duration::from_secs(self.config.reconnect_grace_secs);
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                hub.reset_media_if_still_lost(&seat, role, generation);
+            });
+        }
+    }
+
+    /// The grace period ran out and the classroom's media is still lost: close its legs and end
+    /// its tracks for everyone, and tell its page to start its media afresh.
+    fn reset_media_if_still_lost(&self, seat: &Seat, role: ParticipantRole, generation: u64) {
+        let Ok(class_arc) = self.class_of(seat) else {
+            return;
+        };
+        let mut class = class_arc.lock();
+        let Some(p) = class.participant_mut(&seat.classroom_id) else {
+            return;
+        };
+        if !p.view.media_lost || p.legs.lost_generation != generation {
+            return;
+        }
+        p.legs = LegHealth {
+            lost_generation: generation,
+            ..LegHealth::default()
+        };
+        let sfu_role = match role {
+            ParticipantRole::Teacher => Role::Master,
+            ParticipantRole::Classroom => Role::Remote,
+            ParticipantRole::Viewer => Role::Viewer,
+            ParticipantRole::Pupil => return,
+        };
+        // Joining again closes the old legs and ends their tracks (the router's rejoin).
+        let _ = self
+            .sfu
+            .join(seat.class_id.clone(), seat.classroom_id.clone(), sfu_role);
+        class.send_to(&seat.classroom_id, ServerMessage::MediaReset);
+        tracing::info!(class = %seat.class_id, classroom = %seat.classroom_id, "media lost past the grace period: reset");
     }
 
     fn with_class(&self, class_id: &str, f: impl FnOnce(&mut Class)) {
@@ -648,10 +793,29 @@ impl Hub {
         let hub = Arc::clone(self);
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
-                hub.on_router_event(event);
+                match event {
+                    RouterEvent::LegState {
+                        classroom,
+                        leg,
+                        connected,
+                    } => hub.on_leg_state(classroom, leg, connected),
+                    other => hub.on_router_event(other),
+                }
             }
         });
     }
+}
+
+/// `value` trimmed, if it is 1 to `max` characters.
+fn checked_len(field: &str, value: &str, max: usize) -> Result<String, HubError> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > max {
+        return Err(HubError::new(
+            ErrorCode::BadMessage,
+            format!("{field} must be 1 to {max} characters"),
+        ));
+    }
+    Ok(value.to_owned())
 }
 
 fn forbidden() -> HubError {

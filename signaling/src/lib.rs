@@ -7,11 +7,17 @@ pub mod classboard;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
+pub mod netcheck;
 pub mod process;
 pub mod protocol;
+pub mod reports;
+pub mod serve;
 pub mod store;
+pub mod tls;
 pub mod token;
+pub mod turn;
 pub mod web;
 pub mod whip;
 pub mod ws;
@@ -30,14 +36,62 @@ pub use config::Config;
 pub struct Server {
     pub http_addr: SocketAddr,
     pub media_addr: SocketAddr,
+    /// `https` with TLS on, else `http`.
+    pub scheme: &'static str,
+    /// SHA-256 of the HTTPS certificate (`AB:CD:…`), with TLS on.
+    pub tls_fingerprint: Option<String>,
+    /// The plain-HTTP address that redirects to HTTPS, if any.
+    pub redirect_addr: Option<SocketAddr>,
     pub hub: Arc<hub::Hub>,
+    /// How many connections the open-file limit leaves room for.
+    pub max_connections: usize,
+    /// Connections open now (HTTP and WebSocket).
+    open_connections: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// How long a shutdown waits for connections to say goodbye before closing the records anyway
+/// (the whole shutdown stays within 5 s).
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Server {
-    /// Serve until the task ends (it does not, unless the listener fails).
+    /// Serve until the accept loop ends (at shutdown; see [`Server::shutdown`]) or the media
+    /// plane stops; the latter is an error, so the binary exits non-zero and a service manager
+    /// restarts it rather than leaving a server without media running.
     pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await.context("server task")
+        let sfu = self.hub.sfu.clone();
+        tokio::select! {
+            result = self.task => result.context("server task"),
+            why = sfu.stopped() => Err(anyhow::anyhow!("the media plane stopped ({why})")),
+        }
+    }
+
+    /// Connections open now (HTTP and WebSocket).
+    pub fn open_connections(&self) -> usize {
+        self.open_connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Shut down gracefully: stop accepting, tell every WebSocket client the server is going away
+    /// (`server_going_away`, then close code 1001), let HTTP requests in flight finish, then
+    /// close the attendance of everyone still in a class and flush the database.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        tracing::info!("shutting down");
+        self.hub.begin_shutdown();
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
+        while self.open_connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let left = self.open_connections();
+        if left > 0 {
+            tracing::warn!(connections = left, "connections still open at shutdown");
+        }
+        let hub = Arc::clone(&self.hub);
+        tokio::task::spawn_blocking(move || hub.finish_shutdown())
+            .await
+            .context("closing the records")??;
+        self.task.abort();
+        Ok(())
     }
 
     /// Stop serving HTTP (tests that simulate a crash).
@@ -71,6 +125,8 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let store =
         store::Store::open(&config.data_dir.join("tandem.db")).context("opening the database")?;
     let tokens = token::TokenKey::new(&load_secret(&config)?);
+    turn::validate(&config)?;
+    let tls = tls::Tls::from_config(&config).context("setting up HTTPS")?;
 
     let sfu_metrics = Arc::new(SfuMetrics::default());
     let mut router_config = RouterConfig::new(config.media_listen);
@@ -78,6 +134,17 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     router_config.keyframe_request_interval =
         std::time::Duration::from_millis(config.keyframe_interval_ms);
     router_config.nack_buffer_packets = config.nack_buffer_packets;
+    router_config.consent_timeout = std::time::Duration::from_secs(config.consent_timeout_secs);
+    router_config
+        .validate()
+        .context("invalid media-plane settings")?;
+    router_config.ice_tcp = config.ice_tcp;
+    router_config.media_udp = config.media_udp;
+    router_config.tcp = tandem_sfu::tcp::TcpLimits {
+        max_connections: config.ice_tcp_max_connections,
+        max_queued_bytes: config.ice_tcp_max_queued_bytes,
+        idle_timeout: std::time::Duration::from_secs(config.ice_tcp_idle_secs),
+    };
     let (sfu, events) = tandem_sfu::driver::start(router_config, sfu_metrics.clone())
         .await
         .with_context(|| format!("binding media port {}", config.media_listen))?;
@@ -88,29 +155,68 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .with_context(|| format!("binding {}", config.listen))?;
     let http_addr = listener.local_addr()?;
 
+    let max_connections = serve::raise_open_file_limit();
+    tracing::info!(
+        max_connections,
+        per_ip = config.max_connections_per_ip,
+        "open-file limit raised: room for this many connections"
+    );
+    if config.creation_open_to_others() {
+        tracing::warn!(
+            listen = %config.listen,
+            "LISTENING BEYOND THIS MACHINE WITHOUT --create-key: anyone who reaches this address can start classes. \
+             Set --create-key (TANDEM_CREATE_KEY) on a server others can reach."
+        );
+    }
+    let limits = serve::ServeLimits::new(&config, max_connections);
+    let open_connections = Arc::clone(&limits.open);
+
     let hub = Arc::new(hub::Hub::new(config, store, tokens, sfu));
+    hub.close_attendance_after_crash()
+        .context("closing attendance left open by the last run")?;
     hub.spawn_router_events(events);
     hub.spawn_poll_timer();
-    let state = http::AppState {
-        hub: hub.clone(),
-        metrics: Arc::new(metrics::Metrics::new(&sfu_metrics)),
-        sessions: Arc::default(),
-    };
+    hub.spawn_housekeeping();
+    let state = http::AppState::new(hub.clone(), Arc::new(metrics::Metrics::new(&sfu_metrics)));
     let app = http::routes(state);
-    let task = tokio::spawn(async move {
-        // TCP_NODELAY: a board op or a vote is one small frame; Nagle would hold it back for
-        // the peer's delayed ACK (tens of ms).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        if let Err(err) = axum::serve(listener, app).await {
-            tracing::error!(%err, "HTTP server stopped");
+    let mut redirect_addr = None;
+    let tls_fingerprint = tls.as_ref().map(tls::Tls::fingerprint);
+    if let Some(tls) = &tls {
+        tls.reload_on_sighup().context("listening for SIGHUP")?;
+        if let Some(addr) = hub.config.http_redirect_listen {
+            let redirect = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            redirect_addr = Some(redirect.local_addr()?);
+            tokio::spawn(serve::accept(
+                redirect,
+                tls::redirect_app(tls::https_base(http_addr)),
+                limits.clone(),
+                hub.shutdown_signal(),
+                None,
+            ));
         }
-    });
+    }
+    let task = tokio::spawn(serve::accept(
+        listener,
+        app,
+        limits,
+        hub.shutdown_signal(),
+        tls,
+    ));
     Ok(Server {
         http_addr,
         media_addr,
+        scheme: if tls_fingerprint.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+        tls_fingerprint,
+        redirect_addr,
         hub,
+        max_connections,
+        open_connections,
         task,
     })
 }

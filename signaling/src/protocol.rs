@@ -43,6 +43,10 @@ pub enum ClientMessage {
         name: String,
         #[serde(default)]
         resume: Option<String>,
+        /// With `resume`: this page still holds its media legs from before the drop; keep them
+        /// (no renegotiation). Without it a resumed classroom's media starts afresh.
+        #[serde(default)]
+        keep_media: bool,
     },
     PublishOffer {
         sdp: String,
@@ -55,6 +59,11 @@ pub enum ClientMessage {
     IceCandidate {
         target: Leg,
         candidate: IceCandidate,
+    },
+    /// The subscribe leg lost its path: the server re-offers it with new ICE credentials.
+    /// (The publish leg restarts by a `publish_offer` with new credentials.)
+    IceRestart {
+        leg: Leg,
     },
     RaiseHand,
     LowerHand {
@@ -115,6 +124,7 @@ impl ClientMessage {
             ClientMessage::PublishOffer { .. } => "publish_offer",
             ClientMessage::SubscribeAnswer { .. } => "subscribe_answer",
             ClientMessage::IceCandidate { .. } => "ice_candidate",
+            ClientMessage::IceRestart { .. } => "ice_restart",
             ClientMessage::RaiseHand => "raise_hand",
             ClientMessage::LowerHand { .. } => "lower_hand",
             ClientMessage::StageAdd { .. } => "stage_add",
@@ -153,6 +163,9 @@ pub struct ParticipantView {
     pub name: String,
     pub role: ParticipantRole,
     pub connected: bool,
+    /// Every media leg of this classroom is lost (see `media_state`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub media_lost: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,6 +211,12 @@ pub enum ServerMessage {
         stage: Vec<ClassroomId>,
         hands: Vec<ClassroomId>,
         tracks: Vec<TrackInfo>,
+        /// A resume with `keep_media`: the media legs are as they were, nothing to renegotiate.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        media_kept: bool,
+        /// TURN (and STUN) servers with credentials for this join, for `RTCConfiguration.iceServers`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<crate::turn::IceServer>,
     },
     PublishAnswer {
         sdp: String,
@@ -220,6 +239,16 @@ pub enum ServerMessage {
         classroom_id: ClassroomId,
         connected: bool,
     },
+    /// A classroom's media legs are all lost (`connected: false`: its picture and sound have
+    /// stopped; it may recover by ICE restart) or one is connected again (`true`).
+    MediaState {
+        classroom_id: ClassroomId,
+        connected: bool,
+    },
+    /// To a classroom whose legs stayed lost past the reconnect grace period: the server closed
+    /// them and ended its tracks; build both legs afresh (a new `publish_offer`; a new
+    /// `subscribe_offer` follows).
+    MediaReset,
     TrackPublished {
         track: TrackInfo,
     },
@@ -271,6 +300,9 @@ pub enum ServerMessage {
     PollResult {
         results: PollResults,
     },
+    /// The server is shutting down (a restart or an upgrade): the connection closes right after
+    /// with close code 1001. The class goes on; reconnect and `join` with `resume`.
+    ServerGoingAway,
     Error {
         code: ErrorCode,
         message: String,
@@ -300,6 +332,50 @@ mod tests {
         )
         .unwrap();
         assert_eq!(msg.kind(), "join");
+    }
+
+    #[test]
+    fn recovery_messages_are_as_documented() {
+        let resume: ClientMessage = serde_json::from_str(
+            r#"{"type":"join","v":1,"token":"abc","name":"Room A","resume":"s_1","keep_media":true}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            resume,
+            ClientMessage::Join {
+                keep_media: true,
+                ..
+            }
+        ));
+        let restart: ClientMessage =
+            serde_json::from_str(r#"{"type":"ice_restart","leg":"subscribe"}"#).unwrap();
+        assert_eq!(
+            restart,
+            ClientMessage::IceRestart {
+                leg: Leg::Subscribe
+            }
+        );
+        let lost = ServerMessage::MediaState {
+            classroom_id: ClassroomId::from("r_2"),
+            connected: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&lost).unwrap(),
+            r#"{"type":"media_state","classroom_id":"r_2","connected":false}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ServerMessage::MediaReset).unwrap(),
+            r#"{"type":"media_reset"}"#
+        );
+        // `media_lost` and `media_kept` are only on the wire when true (older clients never see them).
+        let view = ParticipantView {
+            classroom_id: ClassroomId::from("r_2"),
+            name: "Room A".into(),
+            role: ParticipantRole::Classroom,
+            connected: true,
+            media_lost: false,
+        };
+        assert!(!serde_json::to_string(&view).unwrap().contains("media_lost"));
     }
 
     #[test]

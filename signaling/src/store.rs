@@ -23,11 +23,27 @@ pub struct AttendanceRecord {
     pub left_at: Option<u64>,
 }
 
-/// The database. Writes are short and rare next to media, so one connection behind a mutex does;
-/// WAL keeps readers from blocking the writer.
+/// The database: one writer connection and a few reader connections on the same WAL file.
+///
+/// **Why this shape.** Writes are single-row statements (a board op, a vote, an attendance row)
+/// in WAL mode with `synchronous=NORMAL`: no fsync, tens of microseconds each. They run on the
+/// caller's thread under the writer's mutex, inside the class's own critical section, so "stored,
+/// then acknowledged" stays one straight line of code and a board op is broadcast only after its
+/// row is committed. A dedicated writer thread with batched commits would add a thread hop and a
+/// wake-up to every stroke segment to save microseconds. What stalled the server was a long
+/// *read* (a class report replays a whole board) holding that one mutex: reads now take a
+/// connection of their own from [`Store::with_reader`], and WAL lets them read a consistent
+/// snapshot while the writer goes on. Long reads (reports) are also run on the blocking pool by
+/// their callers, never on an async worker.
 pub struct Store {
     conn: Mutex<Connection>,
+    path: std::path::PathBuf,
+    /// Idle reader connections, reused; more are opened when all are busy.
+    readers: Mutex<Vec<Connection>>,
 }
+
+/// Reader connections kept open between uses.
+const KEPT_READERS: usize = 4;
 
 impl Store {
     pub fn open(path: &Path) -> rusqlite::Result<Self> {
@@ -52,13 +68,112 @@ impl Store {
                 joined_at INTEGER NOT NULL,
                 left_at INTEGER
             );
-            CREATE INDEX IF NOT EXISTS attendance_class ON attendance(class_id);",
+            CREATE INDEX IF NOT EXISTS attendance_class ON attendance(class_id);
+            -- One row: when this server last said it was alive (closes attendance after a crash).
+            CREATE TABLE IF NOT EXISTS server_seen (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                last_seen INTEGER NOT NULL
+            );",
         )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // Whiteboard ops, polls and votes live in the same file.
         crate::classboard::store::migrate(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            readers: Mutex::default(),
         })
+    }
+
+    /// Run `f` with a reader connection of its own (a consistent snapshot; the writer and other
+    /// readers go on meanwhile). For reads that may take long, e.g. a report.
+    pub fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> T) -> rusqlite::Result<T> {
+        let pooled = self.readers.lock().pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open(&self.path)?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                conn.pragma_update(None, "query_only", true)?;
+                conn
+            }
+        };
+        let out = f(&conn);
+        let mut readers = self.readers.lock();
+        if readers.len() < KEPT_READERS {
+            readers.push(conn);
+        }
+        Ok(out)
+    }
+
+    /// Note that the server is alive now (cheap: one row, rewritten).
+    pub fn mark_seen(&self, at: u64) -> rusqlite::Result<()> {
+        self.conn.lock().execute(
+            "INSERT INTO server_seen (id, last_seen) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
+            params![at],
+        )?;
+        Ok(())
+    }
+
+    /// When the server last said it was alive.
+    pub fn last_seen(&self) -> rusqlite::Result<Option<u64>> {
+        self.conn
+            .lock()
+            .query_row("SELECT last_seen FROM server_seen WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()
+    }
+
+    /// Close every open attendance row at `at` (never before the row's own join). Returns how
+    /// many were closed. At shutdown `at` is now; at start after a crash it is the last time the
+    /// server was seen alive.
+    pub fn close_open_attendance(&self, at: u64) -> rusqlite::Result<usize> {
+        self.conn.lock().execute(
+            "UPDATE attendance SET left_at = MAX(joined_at, ?1) WHERE left_at IS NULL",
+            params![at],
+        )
+    }
+
+    /// Classes not ended whose last sign of life (creation, a join or a leave) is before
+    /// `before`.
+    pub fn stale_classes(&self, before: u64) -> rusqlite::Result<Vec<String>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT c.class_id FROM classes c WHERE c.ended_at IS NULL
+                 AND MAX(c.created_at, COALESCE((SELECT MAX(MAX(a.joined_at, COALESCE(a.left_at, a.joined_at)))
+                     FROM attendance a WHERE a.class_id = c.class_id), 0)) < ?1",
+            )?;
+            let rows = stmt.query_map(params![before], |r| r.get(0))?;
+            rows.collect()
+        })?
+    }
+
+    /// Delete everything about classes that ended before `before`. Returns how many classes.
+    pub fn delete_ended_before(&self, before: u64) -> rusqlite::Result<usize> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let old = "SELECT class_id FROM classes WHERE ended_at IS NOT NULL AND ended_at < ?1";
+        for table in ["attendance", "board_ops", "polls", "votes"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE class_id IN ({old})"),
+                params![before],
+            )?;
+        }
+        let classes = tx.execute(
+            "DELETE FROM classes WHERE ended_at IS NOT NULL AND ended_at < ?1",
+            params![before],
+        )?;
+        tx.commit()?;
+        Ok(classes)
+    }
+
+    /// Fold the WAL back into the database file (at shutdown, so the next start reads one file).
+    pub fn checkpoint(&self) -> rusqlite::Result<()> {
+        self.conn
+            .lock()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
     }
 
     /// Run `f` with the connection (for modules that keep their own tables here).
@@ -75,9 +190,8 @@ impl Store {
     }
 
     pub fn class(&self, class_id: &str) -> rusqlite::Result<Option<ClassRecord>> {
-        self.conn
-            .lock()
-            .query_row(
+        self.with_reader(|conn| {
+            conn.query_row(
                 "SELECT class_id, title, teacher_name, created_at, ended_at FROM classes WHERE class_id = ?1",
                 params![class_id],
                 |row| {
@@ -91,6 +205,7 @@ impl Store {
                 },
             )
             .optional()
+        })?
     }
 
     pub fn end_class(&self, class_id: &str, at: u64) -> rusqlite::Result<()> {
@@ -132,7 +247,10 @@ impl Store {
     }
 
     pub fn attendance(&self, class_id: &str) -> rusqlite::Result<Vec<AttendanceRecord>> {
-        let conn = self.conn.lock();
+        self.with_reader(|conn| Self::attendance_on(conn, class_id))?
+    }
+
+    fn attendance_on(conn: &Connection, class_id: &str) -> rusqlite::Result<Vec<AttendanceRecord>> {
         let mut stmt = conn.prepare(
             "SELECT classroom_id, name, role, joined_at, left_at FROM attendance WHERE class_id = ?1 ORDER BY id",
         )?;

@@ -37,7 +37,13 @@ pub enum TokenError {
     Expired,
     #[error("the token is for another class")]
     OtherClass,
+    #[error("the token's version is not spoken here")]
+    Version,
 }
+
+/// The claims format this server signs and reads (`v`). A token of another version is refused
+/// even with a good signature: its fields may not mean what they mean here.
+pub const TOKEN_VERSION: u32 = 1;
 
 /// Longest token accepted, so a forged megabyte is refused before any work.
 const MAX_TOKEN_LEN: usize = 1024;
@@ -78,6 +84,9 @@ impl TokenKey {
             .decode(payload)
             .map_err(|_| TokenError::Malformed)?;
         let claims: Claims = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
+        if claims.v != TOKEN_VERSION {
+            return Err(TokenError::Version);
+        }
         if claims.exp <= now {
             return Err(TokenError::Expired);
         }
@@ -127,6 +136,13 @@ mod tests {
             Err(TokenError::BadSignature)
         );
         assert_eq!(key.verify("garbage", "c_1", 50), Err(TokenError::Malformed));
+        // A well-signed token of another claims version.
+        let mut v2 = claims(100);
+        v2.v = 2;
+        assert_eq!(
+            key.verify(&key.sign(&v2), "c_1", 50),
+            Err(TokenError::Version)
+        );
         assert_eq!(
             key.verify(&"a.".repeat(2000), "c_1", 50),
             Err(TokenError::Malformed)

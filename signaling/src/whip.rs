@@ -7,8 +7,9 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
 use dashmap::DashMap;
 use rand::distr::{Alphanumeric, SampleString};
 use tandem_sfu::{IceCandidateInit, Leg, SfuError, Source};
@@ -21,6 +22,84 @@ use crate::token::TokenError;
 
 const SDP: &str = "application/sdp";
 const TRICKLE: &str = "application/trickle-ice-sdpfrag";
+/// How long a browser may cache a CORS preflight answer, in seconds.
+const CORS_MAX_AGE_SECS: &str = "86400";
+
+/// The WHIP and WHEP endpoints and sessions. RFC 9725 §4.2 wants `OPTIONS` answered on both
+/// and CORS, so that a player or encoder served from another origin can use them: `OPTIONS`
+/// doubles as the CORS preflight answer, and every answer lets the page read `Location`,
+/// `Link` and `ETag`. (Tokens travel in `Authorization`, never in cookies, so any origin may ask.)
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route(
+            "/whip/{class_id}",
+            post(whip_create).options(endpoint_options),
+        )
+        .route(
+            "/whip/{class_id}/{session}",
+            delete(whip_delete)
+                .patch(whip_patch)
+                .options(session_options),
+        )
+        .route(
+            "/whep/{class_id}",
+            post(whep_create).options(endpoint_options),
+        )
+        .route(
+            "/whep/{class_id}/{session}",
+            delete(whep_delete)
+                .patch(whep_patch)
+                .options(session_options),
+        )
+        .layer(axum::middleware::map_response(cors))
+}
+
+/// CORS on every WHIP/WHEP answer.
+async fn cors(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Location, Link, ETag, Accept-Post, Accept-Patch"),
+    );
+    response
+}
+
+/// What a CORS preflight needs to hear, with the methods of the resource asked about.
+fn preflight(allow: &'static str) -> [(HeaderName, &'static str); 4] {
+    [
+        (header::ALLOW, allow),
+        (header::ACCESS_CONTROL_ALLOW_METHODS, allow),
+        (
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Authorization, Content-Type, If-Match",
+        ),
+        (header::ACCESS_CONTROL_MAX_AGE, CORS_MAX_AGE_SECS),
+    ]
+}
+
+/// `OPTIONS` on an endpoint: what it takes (RFC 9725 §4.2: `Accept-Post: application/sdp`).
+async fn endpoint_options() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        preflight("POST, OPTIONS"),
+        [(HeaderName::from_static("accept-post"), SDP)],
+    )
+        .into_response()
+}
+
+/// `OPTIONS` on a session: trickle ICE and ICE restarts go by `PATCH` with an SDP fragment.
+async fn session_options() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        preflight("PATCH, DELETE, OPTIONS"),
+        [(HeaderName::from_static("accept-patch"), TRICKLE)],
+    )
+        .into_response()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -58,7 +137,11 @@ struct Session {
 pub struct Sessions(DashMap<String, Session>);
 
 /// An HTTP error in the shape every Tandem API error has.
-struct WhipError(StatusCode, ErrorCode, String);
+pub(crate) struct WhipError(
+    pub(crate) StatusCode,
+    pub(crate) ErrorCode,
+    pub(crate) String,
+);
 
 impl IntoResponse for WhipError {
     fn into_response(self) -> Response {
@@ -81,7 +164,7 @@ impl From<HubError> for WhipError {
     }
 }
 
-fn sdp_error(err: SfuError) -> WhipError {
+pub(crate) fn sdp_error(err: SfuError) -> WhipError {
     match err {
         SfuError::NothingToView => WhipError(
             StatusCode::CONFLICT,
@@ -102,12 +185,17 @@ fn sdp_error(err: SfuError) -> WhipError {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Result<&str, WhipError> {
+/// The token of an `Authorization: Bearer <token>` header. The scheme name is case-insensitive
+/// (RFC 9110 §11.1), so `bearer` and `BEARER` are as good as `Bearer`.
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, WhipError> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|token| !token.is_empty())
         .ok_or_else(|| {
             WhipError(
                 StatusCode::UNAUTHORIZED,
@@ -117,7 +205,7 @@ fn bearer(headers: &HeaderMap) -> Result<&str, WhipError> {
         })
 }
 
-fn require_content_type(headers: &HeaderMap, want: &str) -> Result<(), WhipError> {
+pub(crate) fn require_content_type(headers: &HeaderMap, want: &str) -> Result<(), WhipError> {
     let got = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -133,6 +221,17 @@ fn require_content_type(headers: &HeaderMap, want: &str) -> Result<(), WhipError
     }
 }
 
+/// Whether an `If-Match` header value (RFC 9110 §13.1.1) lets a request on the resource whose
+/// current entity tag is `etag` (quoted) through: `*`, or a list of entity tags one of which is
+/// `etag` by strong comparison (a weak tag `W/"…"` never matches).
+fn if_match_allows(if_match: &str, etag: &str) -> bool {
+    let if_match = if_match.trim();
+    if if_match == "*" {
+        return true;
+    }
+    if_match.split(',').map(str::trim).any(|tag| tag == etag)
+}
+
 /// The value of the first `a=<name>:` line of an SDP (or SDP fragment).
 fn attribute<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {
     sdp.lines()
@@ -146,7 +245,7 @@ fn attribute<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Check the class and token the way RFC 9725 wants the answers: 404, 401, 403.
-fn authorise(hub: &Hub, class_id: &str, token: &str) -> Result<(), WhipError> {
+pub(crate) fn authorise(hub: &Hub, class_id: &str, token: &str) -> Result<(), WhipError> {
     hub.class_for_token(class_id, token)
         .map(|_| ())
         .map_err(|err| -> WhipError {
@@ -211,11 +310,22 @@ async fn create(
         Direction::Playback => "WHEP viewer",
     };
     let seat = hub
-        .join(token, name, None, outbox, direction == Direction::Playback)
+        .join(
+            token,
+            name,
+            None,
+            false,
+            outbox,
+            direction == Direction::Playback,
+        )
         .await?;
+    hub.mark_http_session(&seat);
 
     let answered = match direction {
         Direction::Ingest => {
+            // An encoder only sends: no subscribe leg (the command queue keeps this before the
+            // offer).
+            let _ = hub.sfu.set_publish_only(seat.classroom_id.clone());
             let sources = declared_sources(&offer);
             hub.sfu
                 .publish_offer(seat.classroom_id.clone(), offer, sources)
@@ -232,6 +342,11 @@ async fn create(
         }
     };
 
+    let ice_servers = crate::turn::ice_servers(
+        &hub.config,
+        std::time::SystemTime::now(),
+        seat.classroom_id.as_str(),
+    );
     let id = Alphanumeric.sample_string(&mut rand::rng(), 20);
     let location = format!("/{}/{class_id}/{id}", direction.path());
     tracing::info!(class = %class_id, classroom = %seat.classroom_id, ?direction, "WHIP/WHEP session opened");
@@ -251,6 +366,12 @@ async fn create(
     }
     if let Ok(v) = HeaderValue::from_str(&format!("\"{ice_ufrag}\"")) {
         h.insert(header::ETAG, v);
+    }
+    // RFC 9725 §4.6: the TURN servers (with this session's credentials) the client may use.
+    for link in crate::turn::link_headers(&ice_servers) {
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            h.append(header::LINK, v);
+        }
     }
     Ok(response)
 }
@@ -281,10 +402,11 @@ fn declared_sources(offer: &str) -> Vec<(String, Source)> {
 async fn end(
     state: AppState,
     direction: Direction,
+    class_id: String,
     id: String,
     headers: HeaderMap,
 ) -> Result<Response, WhipError> {
-    let session = find(&state, direction, &id, &headers)?;
+    let session = find(&state, direction, &class_id, &id, &headers)?;
     drop(session);
     if let Some((_, session)) = state.sessions.0.remove(&id) {
         state.hub.leave(&session.seat);
@@ -293,10 +415,12 @@ async fn end(
     Ok(StatusCode::OK.into_response())
 }
 
-/// The session for `id`, if the caller holds a token of its class.
+/// The session at `/<direction>/<class_id>/<id>`, if the caller holds a token of its class. A
+/// session id under another class's path is no resource at all (404), as for a mistyped id.
 fn find<'a>(
     state: &'a AppState,
     direction: Direction,
+    class_id: &str,
     id: &str,
     headers: &HeaderMap,
 ) -> Result<dashmap::mapref::one::Ref<'a, String, Session>, WhipError> {
@@ -305,7 +429,9 @@ fn find<'a>(
         .sessions
         .0
         .get(id)
-        .filter(|s| s.direction == direction)
+        .filter(|s| s.direction == direction && s.seat.class_id.as_str() == class_id)
+        // A session removed by the hub (its media leg was lost) is gone for HTTP too.
+        .filter(|s| state.hub.is_seated(&s.seat))
         .ok_or_else(|| {
             WhipError(
                 StatusCode::NOT_FOUND,
@@ -321,16 +447,18 @@ fn find<'a>(
 async fn patch(
     state: AppState,
     direction: Direction,
+    class_id: String,
     id: String,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WhipError> {
-    let session = find(&state, direction, &id, &headers)?;
+    let session = find(&state, direction, &class_id, &id, &headers)?;
     require_content_type(&headers, TRICKLE)?;
     let etag = format!("\"{}\"", session.ice_ufrag);
-    if let Some(if_match) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
-        && if_match != "*"
-        && if_match != etag
+    if let Some(if_match) = headers.get(header::IF_MATCH)
+        && !if_match
+            .to_str()
+            .is_ok_and(|if_match| if_match_allows(if_match, &etag))
     {
         return Err(WhipError(
             StatusCode::PRECONDITION_FAILED,
@@ -422,42 +550,42 @@ pub async fn whep_create(
 
 pub async fn whip_delete(
     State(state): State<AppState>,
-    Path((_class_id, id)): Path<(String, String)>,
+    Path((class_id, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    end(state, Direction::Ingest, id, headers)
+    end(state, Direction::Ingest, class_id, id, headers)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub async fn whep_delete(
     State(state): State<AppState>,
-    Path((_class_id, id)): Path<(String, String)>,
+    Path((class_id, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    end(state, Direction::Playback, id, headers)
+    end(state, Direction::Playback, class_id, id, headers)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub async fn whip_patch(
     State(state): State<AppState>,
-    Path((_class_id, id)): Path<(String, String)>,
+    Path((class_id, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    patch(state, Direction::Ingest, id, headers, body)
+    patch(state, Direction::Ingest, class_id, id, headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub async fn whep_patch(
     State(state): State<AppState>,
-    Path((_class_id, id)): Path<(String, String)>,
+    Path((class_id, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    patch(state, Direction::Playback, id, headers, body)
+    patch(state, Direction::Playback, class_id, id, headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }

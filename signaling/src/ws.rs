@@ -3,11 +3,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use tandem_sfu::{Leg, Source};
 use tokio::sync::mpsc;
 
 use crate::hub::{Hub, HubError, Seat};
+use crate::limits::IpGuard;
 use crate::protocol::{ClientMessage, ErrorCode, ServerMessage};
 
 /// A token bucket: `rate` messages per second sustained, `burst` at once.
@@ -41,7 +42,26 @@ impl RateLimit {
     }
 }
 
-pub async fn serve(hub: Arc<Hub>, mut socket: WebSocket) {
+/// Close codes (RFC 6455 §7.4.1) this server sends.
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TOO_BIG: u16 = 1009;
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+/// Serve one WebSocket. `unjoined` is this socket's place under the per-IP cap on sockets that
+/// have not joined a class: given back at `join` (or when the socket closes).
+pub async fn serve(hub: Arc<Hub>, mut socket: WebSocket, unjoined: IpGuard) {
+    let mut unjoined = Some(unjoined);
+    let join_deadline =
+        tokio::time::Instant::now() + Duration::from_secs(hub.config.ws_join_timeout_secs);
+    let mut shutdown = hub.shutdown_signal();
     let config = &hub.config;
     let (outbox, mut outbox_rx) = mpsc::channel::<ServerMessage>(config.ws_outbox);
     // Until joined, this connection holds its own outbox; once joined the class holds it, so the
@@ -56,6 +76,19 @@ pub async fn serve(hub: Arc<Hub>, mut socket: WebSocket) {
 
     loop {
         tokio::select! {
+            _ = tokio::time::sleep_until(join_deadline), if seat.is_none() => {
+                let message = format!("send `join` within {} s of connecting", config.ws_join_timeout_secs);
+                reply(&mut socket, ServerMessage::error(ErrorCode::NotJoined, message, None)).await;
+                close(&mut socket, CLOSE_POLICY, "join timeout").await;
+                break;
+            },
+            _ = crate::serve::until_shutdown(&mut shutdown) => {
+                // The class goes on after the restart: the client reconnects and resumes. Its
+                // attendance is closed by the hub's shutdown, not as a leave.
+                reply(&mut socket, ServerMessage::ServerGoingAway).await;
+                close(&mut socket, CLOSE_GOING_AWAY, "server shutting down").await;
+                return;
+            },
             out = outbox_rx.recv() => match out {
                 Some(message) => {
                     let ended = matches!(message, ServerMessage::ClassEnded);
@@ -77,8 +110,25 @@ pub async fn serve(hub: Arc<Hub>, mut socket: WebSocket) {
                 }
             },
             frame = socket.recv() => {
-                let Some(Ok(frame)) = frame else { break };
+                let frame = match frame {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(err)) => {
+                        // Over `--ws-max-message-bytes` (checked frame by frame, before the
+                        // message is buffered) or not WebSocket at all.
+                        tracing::debug!(%err, "WebSocket read failed");
+                        if is_too_big(&err) {
+                            close(&mut socket, CLOSE_TOO_BIG, "message too big").await;
+                        }
+                        break;
+                    }
+                    None => break,
+                };
                 last_heard = Instant::now();
+                // Every data frame counts against the rate, whatever it holds.
+                if matches!(frame, Message::Text(_) | Message::Binary(_)) && !limit.allow(Instant::now()) {
+                    reply(&mut socket, ServerMessage::error(ErrorCode::RateLimited, "too many messages; slow down", None)).await;
+                    continue;
+                }
                 let text = match frame {
                     Message::Text(text) => text,
                     Message::Binary(_) => {
@@ -88,10 +138,6 @@ pub async fn serve(hub: Arc<Hub>, mut socket: WebSocket) {
                     Message::Close(_) => break,
                     _ => continue,
                 };
-                if !limit.allow(Instant::now()) {
-                    reply(&mut socket, ServerMessage::error(ErrorCode::RateLimited, "too many messages; slow down", None)).await;
-                    continue;
-                }
                 if text.len() > config.ws_max_message_bytes {
                     let message = format!("messages are limited to {} bytes", config.ws_max_message_bytes);
                     reply(&mut socket, ServerMessage::error(ErrorCode::TooLarge, message, None)).await;
@@ -110,6 +156,9 @@ pub async fn serve(hub: Arc<Hub>, mut socket: WebSocket) {
                     Ok(None) => {}
                     Err(err) => reply(&mut socket, ServerMessage::error(err.code, err.message, Some(kind))).await,
                 }
+                if seat.is_some() {
+                    unjoined.take();
+                }
                 if seat.is_some() && own_outbox.is_none() && kind == "leave" {
                     left = true;
                     break;
@@ -124,6 +173,19 @@ pub async fn serve(hub: Arc<Hub>, mut socket: WebSocket) {
             hub.disconnected(&seat);
         }
     }
+}
+
+/// Whether a read failed because a frame or message was over the size limit.
+fn is_too_big(err: &axum::Error) -> bool {
+    use std::error::Error;
+    let mut source: Option<&(dyn Error + 'static)> = err.source();
+    while let Some(e) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), axum::Error> {
@@ -147,6 +209,7 @@ async fn handle(
         token,
         name,
         resume,
+        keep_media,
     } = message
     {
         if seat.is_some() {
@@ -165,7 +228,7 @@ async fn handle(
             ));
         };
         *seat = Some(
-            hub.join(&token, &name, resume.as_deref(), outbox, false)
+            hub.join(&token, &name, resume.as_deref(), keep_media, outbox, false)
                 .await?,
         );
         *own_outbox = None;
@@ -224,6 +287,18 @@ async fn handle(
                 .map_err(negotiation)?;
             Ok(None)
         }
+        ClientMessage::IceRestart { leg } => match leg {
+            Leg::Subscribe => hub
+                .sfu
+                .restart_subscribe_ice(seat.classroom_id.clone())
+                .await
+                .map(|()| None)
+                .map_err(negotiation),
+            Leg::Publish => Err(HubError::new(
+                ErrorCode::BadMessage,
+                "the publish leg restarts ICE by a publish_offer with new credentials",
+            )),
+        },
         ClientMessage::RaiseHand => hub.raise_hand(seat).map(|()| None),
         ClientMessage::LowerHand { classroom_id } => {
             hub.lower_hand(seat, classroom_id).map(|()| None)

@@ -32,6 +32,9 @@ after(async () => {
   await server?.dispose('board-server.log');
 });
 
+/** What the pages' Content-Security-Policy blocked (the client must need no inline script or style). */
+const cspViolations = [];
+
 async function newPage(name, { viewport = { width: 1366, height: 900 }, permissions = ['camera', 'microphone'] } = {}) {
   const context = await browser.newContext({ viewport, locale: 'en-US', permissions, acceptDownloads: true });
   contexts.push(context);
@@ -46,7 +49,10 @@ async function newPage(name, { viewport = { width: 1366, height: 900 }, permissi
   });
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_MS);
-  page.on('console', (m) => { if (m.type() === 'error') console.log(`[${name}] ${m.type()}: ${m.text()}`); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') console.log(`[${name}] ${m.type()}: ${m.text()}`);
+    if (/Content.Security.Policy/i.test(m.text())) cspViolations.push(`[${name}] ${m.text()}`);
+  });
   page.on('pageerror', (err) => console.log(`[${name}] page error: ${err.message}`));
   return page;
 }
@@ -99,6 +105,7 @@ test('the whiteboard and voting in the browser, across a server restart', { time
   let roomA;
   let pupil;
   const ids = {};
+  let inviteBeforeRestart;
 
   await t.test('the teacher goes live; the links come from the server, not from this computer', async () => {
     created = await (await fetch(`${base}/api/classes`, {
@@ -106,7 +113,7 @@ test('the whiteboard and voting in the browser, across a server restart', { time
       body: JSON.stringify({ title: 'Grade 2 Maths: fractions', teacher_name: 'Ms Li' }),
     })).json();
     assert.match(created.pupil_url, /\/vote\/c_[^#]+#token=/);
-    teacher = await newPage('teacher');
+    teacher = await newPage('teacher', { permissions: ['camera', 'microphone', 'clipboard-read', 'clipboard-write'] });
     await teacher.goto(created.teacher_url);
     await passDeviceCheck(teacher);
     await byTestId(teacher, 'teacher-live').waitFor();
@@ -247,21 +254,25 @@ test('the whiteboard and voting in the browser, across a server restart', { time
     await shot(pupil, 'board-07-pupil-result');
   });
 
-  await t.test('the class report opens as HTML and downloads as CSV', async () => {
-    const html = await byTestId(teacher, 'report-html').getAttribute('href');
-    const csv = await byTestId(teacher, 'report-csv').getAttribute('href');
-    assert.equal(await byTestId(teacher, 'report-csv').getAttribute('download'), `report-${created.class_id}.csv`);
-    const page = await (await fetch(base + html)).text();
-    assert.match(page, /Which is bigger\?/);
-    const res = await fetch(base + csv);
-    assert.equal(res.status, 200);
-    assert.match(res.headers.get('content-type'), /text\/csv/);
-    assert.match(await res.text(), /Which is bigger\?/);
+  await t.test('the class report opens in a new tab and downloads as CSV, the teacher token in no URL', async () => {
+    const [tab] = await Promise.all([teacher.context().waitForEvent('page'), byTestId(teacher, 'report-html').click()]);
+    await tab.waitForURL(/\/report\?ticket=/);
+    await tab.getByRole('heading', { name: 'Grade 2 Maths: fractions' }).waitFor();
+    assert.match(await tab.content(), /Which is bigger\?/);
+    assert.ok(!tab.url().includes(created.teacher_token), tab.url());
+    await shot(tab, 'board-05b-report');
+    await tab.close();
+    const [download] = await Promise.all([teacher.waitForEvent('download'), byTestId(teacher, 'report-csv').click()]);
+    assert.equal(download.suggestedFilename(), `report-${created.class_id}.csv`);
+    assert.ok(!download.url().includes(created.teacher_token));
+    assert.match(readFileSync(await download.path(), 'utf8'), /Which is bigger\?/);
+    await byTestId(teacher, 'report-error').waitFor({ state: 'hidden' });
   });
 
   await t.test('the server is killed and started again: the pages reconnect and the board is the same', async () => {
     const before = await board(teacher);
     assert.deepEqual(visible(await boardAt(roomA, before.seq)), visible(before));
+    inviteBeforeRestart = await byTestId(teacher, 'invite-link').inputValue();
     const port = new URL(base).port;
     await server.stop('SIGKILL');
     await roomA.waitForFunction(() => window.tandem.status() !== 'joined');
@@ -279,5 +290,20 @@ test('the whiteboard and voting in the browser, across a server restart', { time
     const seq = await teacher.evaluate(() => window.tandem.board().seq);
     assert.deepEqual(visible(await boardAt(roomA, seq)), visible(await boardAt(teacher, seq)));
     await shot(roomA, 'board-08-classroom-after-restart');
+  });
+
+  await t.test('the pages work under the strict Content-Security-Policy: nothing was blocked', async () => {
+    const csp = (await fetch(`${base}/`)).headers.get('content-security-policy');
+    assert.match(csp, /^default-src 'self'/);
+    assert.deepEqual(cspViolations, []);
+  });
+
+  await t.test('Copy link copies what the field and the QR code show after the links are re-signed', async () => {
+    // After the reconnect the server hands out freshly signed links and the field shows them.
+    await teacher.waitForFunction((old) => document.querySelector('[data-testid="invite-link"]').value !== old, inviteBeforeRestart);
+    const shown = await byTestId(teacher, 'invite-link').inputValue();
+    await byTestId(teacher, 'copy-invite').click();
+    await byTestId(teacher, 'invite-copied').filter({ hasText: /copied/i }).waitFor();
+    assert.equal(await teacher.evaluate(() => navigator.clipboard.readText()), shown);
   });
 });

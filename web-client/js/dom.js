@@ -18,6 +18,8 @@ export function h(tag, props = {}, ...children) {
     else if (key === 'testid') el.dataset.testid = value;
     else if (key === 'class') el.className = value;
     else if (key === 'dataset') Object.assign(el.dataset, value);
+    // Through the CSSOM, not a style attribute: the page's CSP allows no inline style.
+    else if (key === 'style') setStyle(el, value);
     else if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), value);
     else if (key in el && typeof value !== 'string') el[key] = value;
     else el.setAttribute(key, value === true ? '' : value);
@@ -28,6 +30,14 @@ export function h(tag, props = {}, ...children) {
   }
   if (el.dataset.i18n || el.dataset.i18nAttr) translateElement(el);
   return el;
+}
+
+/** Set `prop: value; …` declarations on an element (custom properties included). */
+export function setStyle(el, declarations) {
+  for (const declaration of String(declarations).split(';')) {
+    const colon = declaration.indexOf(':');
+    if (colon > 0) el.style.setProperty(declaration.slice(0, colon).trim(), declaration.slice(colon + 1).trim());
+  }
 }
 
 /** Change an element's translated text (key and params) and re-label it now. */

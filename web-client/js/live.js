@@ -15,7 +15,7 @@ const POLL_REQUESTS = new Set(['poll_start', 'poll_vote', 'poll_close', 'poll_pu
 
 /**
  * Events: `change` (class state changed), `status` {status} (signaling), `remote-tracks`
- * {tracks}, `leg-state` {leg, state}, `quality` {byClassroom, overall}, `fatal` {code},
+ * {tracks}, `leg-state` {leg, state}, `ice-restart` {leg, attempt}, `quality` {byClassroom, overall}, `fatal` {code},
  * `server-error` {code, message, in_reply_to}, `mute-requested`, `ended`, `board` {board, applied}
  * (the whiteboard changed; `applied` is null after a catch-up), `board-error` {code, message},
  * `laser` {classroom_id, page, point|null}, `polls` {polls}, `poll-error` {code, message, in_reply_to}.
@@ -33,7 +33,10 @@ export class LiveSession extends EventTarget {
     this.progress = new Map(); // video track_id -> {frames, since}
     this.quality = { byClassroom: {}, overall: 'unknown' };
     this.polls = initialPolls();
-    this.signaling = new SignalingClient({ url: wsUrl(location), token, name });
+    // A WebSocket blip leaves media alone: a resume keeps the legs this page still holds.
+    this.signaling = new SignalingClient({
+      url: wsUrl(location), token, name, keepMedia: () => !!this.rtc && !this.rtc.closed,
+    });
     this.board = new BoardReplica({
       send: (m) => this.signaling.send(m),
       onChange: (board, applied) => this.#emit('board', { board, applied }),
@@ -70,18 +73,27 @@ export class LiveSession extends EventTarget {
     this.#setPolls(reducePolls(this.polls, welcome));
     // The server forgets the preference when this classroom comes back as a new session.
     if (this.audioOnly) this.signaling.send(msg.subscribePrefs(false));
-    // First join, or a resume: both legs start from scratch (the server forgot the old ones).
+    // TURN servers with credentials minted for this join (a resume brings fresh ones).
+    this.iceServers = welcome.ice_servers || [];
+    // A resume that kept the media legs changes nothing in them; a first join, or a resume the
+    // server could not keep the legs for, starts both legs from scratch.
+    if (welcome.resumed && welcome.media_kept && this.rtc && !this.rtc.closed) {
+      this.rtc.resumed();
+      return;
+    }
     this.#rebuildRtc();
   }
 
   #rebuildRtc() {
     if (this.rtc) this.rtc.close();
-    const rtc = new RtcSession({ send: (m) => this.signaling.send(m) });
+    // TURN servers with this join's credentials, for networks that reach the server no other way.
+    const rtc = new RtcSession({ send: (m) => this.signaling.send(m), iceServers: this.iceServers || [] });
     this.rtc = rtc;
     this.prevStats.clear();
     this.progress.clear();
     rtc.addEventListener('remote-tracks', (e) => this.#emit('remote-tracks', e.detail));
     rtc.addEventListener('leg-state', (e) => this.#emit('leg-state', e.detail));
+    rtc.addEventListener('ice-restart', (e) => this.#emit('ice-restart', e.detail));
     rtc.addEventListener('negotiation-error', (e) => {
       console.warn('negotiation failed', e.detail.leg, e.detail.error);
       this.#emit('server-error', { code: 'negotiation_failed', message: String(e.detail.error), in_reply_to: e.detail.leg });
@@ -130,6 +142,10 @@ export class LiveSession extends EventTarget {
         break;
       case 'ice_candidate':
         rtc?.addRemoteCandidate(m.target, m.candidate);
+        break;
+      case 'media_reset':
+        // Our legs were lost past the grace period and the server closed them: start afresh.
+        this.#rebuildRtc();
         break;
       case 'mute_requested':
         this.#emit('mute-requested', {});

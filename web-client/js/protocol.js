@@ -6,9 +6,11 @@ export const PROTOCOL_VERSION = 1;
 
 /** Builders for every client → server message. */
 export const msg = {
-  join: (token, name, resume) => {
+  join: (token, name, resume, keepMedia = false) => {
     const m = { type: 'join', v: PROTOCOL_VERSION, token, name };
     if (resume) m.resume = resume;
+    // Only a resume can keep media: the legs belong to the old session.
+    if (resume && keepMedia) m.keep_media = true;
     return m;
   },
   publishOffer: (sdp, tracks) => ({
@@ -24,6 +26,10 @@ export const msg = {
     if (candidate.sdpMLineIndex != null) c.sdpMLineIndex = candidate.sdpMLineIndex;
     if (candidate.usernameFragment != null) c.usernameFragment = candidate.usernameFragment;
     return { type: 'ice_candidate', target, candidate: c };
+  },
+  iceRestart: (leg) => {
+    if (leg !== 'subscribe') throw new TypeError(`only the subscribe leg restarts by message, not ${leg}`);
+    return { type: 'ice_restart', leg };
   },
   raiseHand: () => ({ type: 'raise_hand' }),
   lowerHand: (classroomId) => (classroomId ? { type: 'lower_hand', classroom_id: classroomId } : { type: 'lower_hand' }),
@@ -53,6 +59,8 @@ const SERVER_SHAPES = {
   participant_joined: { participant: 'object' },
   participant_left: { classroom_id: 'string' },
   participant_state: { classroom_id: 'string', connected: 'boolean' },
+  media_state: { classroom_id: 'string', connected: 'boolean' },
+  media_reset: {},
   track_published: { track: 'object' },
   track_unpublished: { track_id: 'string', classroom_id: 'string' },
   hands: { hands: 'array' },
@@ -68,6 +76,7 @@ const SERVER_SHAPES = {
   poll_voted: { poll_id: 'number', choices: 'array' },
   poll_counts: { poll_id: 'number', counts: 'array', voters_total: 'number' },
   poll_result: { results: 'object' },
+  server_going_away: {},
   error: { code: 'string', message: 'string' },
 };
 
@@ -125,6 +134,7 @@ const OPEN = 1;
  * One signaling connection. Emits:
  * - `status` `{status}`: `connecting`, `joined`, `reconnecting`, `closed`;
  * - `welcome` (the welcome message, also after every resume, with `resumed: true|false`);
+ *   a resume asks to keep the media legs when `keepMedia()` says the page still holds them;
  * - `message` (every other server message);
  * - `fatal` `{code, message}`: the server refused us for good (bad link, class ended); no reconnects.
  */
@@ -134,9 +144,10 @@ export class SignalingClient extends EventTarget {
     setTimeout: setTimer = globalThis.setTimeout.bind(globalThis),
     clearTimeout: clearTimer = globalThis.clearTimeout.bind(globalThis),
     random = Math.random, pingIntervalMs = 10_000, silenceTimeoutMs = 25_000, maxAttempts = Infinity,
+    keepMedia = () => false,
   }) {
     super();
-    Object.assign(this, { url, token, name, WebSocketImpl, setTimer, clearTimer, random, pingIntervalMs, silenceTimeoutMs, maxAttempts });
+    Object.assign(this, { url, token, name, WebSocketImpl, setTimer, clearTimer, random, pingIntervalMs, silenceTimeoutMs, maxAttempts, keepMedia });
     this.session = null;
     this.status = 'idle';
     this.ws = null;
@@ -212,7 +223,7 @@ export class SignalingClient extends EventTarget {
     this.ws = ws;
     ws.onopen = () => {
       if (this.ws !== ws) return;
-      ws.send(JSON.stringify(msg.join(this.token, this.name, this.session)));
+      ws.send(JSON.stringify(msg.join(this.token, this.name, this.session, this.session != null && this.keepMedia())));
       this.#armSilence();
     };
     ws.onmessage = (event) => this.#onMessage(ws, event.data);

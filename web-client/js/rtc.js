@@ -5,17 +5,42 @@
 
 import { msg, msidByMid } from './protocol.js';
 
-const PC_CONFIG = { iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' };
+const PC_CONFIG = { bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' };
+
+/** A leg `disconnected` this long has lost its path, not a packet or two: restart its ICE. */
+export const RESTART_AFTER_DISCONNECTED_MS = 3000;
+/**
+ * A restarted leg that has not connected again is restarted again this often. Long enough for the
+ * restarted ICE session to keep checking until the path is back (a new restart throws those checks
+ * away and makes both sides agree on credentials again, which takes its own round trips).
+ */
+export const RESTART_RETRY_MS = 15_000;
 
 /**
  * Events: `remote-tracks` {tracks: [{mid, info, track}]} after every subscribe offer;
- * `leg-state` {leg, state} on connection state changes; `negotiation-error` {leg, error}.
+ * `leg-state` {leg, state} on connection state changes; `negotiation-error` {leg, error};
+ * `ice-restart` {leg, attempt} when a leg's ICE is restarted.
+ *
+ * Recovery without reloading: a leg that goes `failed`, or stays `disconnected` for
+ * RESTART_AFTER_DISCONNECTED_MS, restarts ICE — the publish leg by offering with new credentials,
+ * the subscribe leg by asking the server (`ice_restart`), which re-offers with new ones — and again
+ * every RESTART_RETRY_MS until it is connected.
  */
 export class RtcSession extends EventTarget {
-  constructor({ send, RTCPeerConnectionImpl = globalThis.RTCPeerConnection }) {
+  /** `iceServers`: the `ice_servers` of `welcome` (TURN with credentials minted for this join). */
+  constructor({
+    send, RTCPeerConnectionImpl = globalThis.RTCPeerConnection, iceServers = [],
+    setTimeout: setTimer = globalThis.setTimeout.bind(globalThis),
+    clearTimeout: clearTimer = globalThis.clearTimeout.bind(globalThis),
+  }) {
     super();
     this.send = send;
+    this.pcConfig = { ...PC_CONFIG, iceServers };
     this.Impl = RTCPeerConnectionImpl;
+    this.setTimer = setTimer;
+    this.clearTimer = clearTimer;
+    this.restartTimers = { publish: null, subscribe: null };
+    this.restarts = { publish: 0, subscribe: 0 };
     this.closed = false;
     this.published = []; // {source, track, stream, transceiver}
     this.pub = null;
@@ -34,15 +59,60 @@ export class RtcSession extends EventTarget {
   }
 
   #createPc(leg) {
-    const pc = new this.Impl(PC_CONFIG);
+    const pc = new this.Impl(this.pcConfig);
     pc.onicecandidate = (e) => {
       if (e.candidate && e.candidate.candidate && !this.closed) {
         this.send(msg.iceCandidate(leg, e.candidate.toJSON ? e.candidate.toJSON() : e.candidate));
       }
     };
-    pc.onconnectionstatechange = () => this.#emit('leg-state', { leg, state: pc.connectionState });
+    pc.onconnectionstatechange = () => {
+      this.#emit('leg-state', { leg, state: pc.connectionState });
+      this.#watch(leg, pc);
+    };
     if (leg === 'subscribe') pc.ontrack = () => this.#emitRemoteTracks();
     return pc;
+  }
+
+  // --- recovery ---------------------------------------------------------------------------
+
+  #clearRestart(leg) {
+    if (this.restartTimers[leg] != null) this.clearTimer(this.restartTimers[leg]);
+    this.restartTimers[leg] = null;
+  }
+
+  /** Decide on a leg's new connection state: nothing, a restart later, or a restart now. */
+  #watch(leg, pc) {
+    if (this.closed) return;
+    const state = pc.connectionState;
+    if (state === 'failed') {
+      this.#clearRestart(leg);
+      this.restartIce(leg);
+    } else if (state === 'disconnected') {
+      // A restart already planned (or a retry) stands; otherwise give the path a moment.
+      if (this.restartTimers[leg] == null) {
+        this.restartTimers[leg] = this.setTimer(() => this.restartIce(leg), RESTART_AFTER_DISCONNECTED_MS);
+      }
+    } else if (state === 'connected' || state === 'closed') {
+      this.#clearRestart(leg);
+    }
+    // `connecting` (a restart under way, or the first connection): the retry timer decides.
+  }
+
+  /** Restart ICE on `leg` now, and again after RESTART_RETRY_MS unless it has connected by then. */
+  restartIce(leg) {
+    this.#clearRestart(leg);
+    const pc = leg === 'publish' ? this.pub : this.sub;
+    if (this.closed || !pc || pc.connectionState === 'connected' || pc.connectionState === 'closed') return;
+    this.restarts[leg] += 1;
+    this.#emit('ice-restart', { leg, attempt: this.restarts[leg] });
+    if (leg === 'publish') {
+      // The next offer carries new ICE credentials; the server answers with its new ones.
+      pc.restartIce();
+      this.negotiatePublish();
+    } else {
+      this.send(msg.iceRestart('subscribe'));
+    }
+    this.restartTimers[leg] = this.setTimer(() => this.restartIce(leg), RESTART_RETRY_MS);
   }
 
   legState(leg) {
@@ -143,6 +213,17 @@ export class RtcSession extends EventTarget {
       try { await this.pub.setLocalDescription({ type: 'rollback' }); } catch { /* nothing to roll back */ }
     }
     this.pubBusy = false;
+  }
+
+  /**
+   * The WebSocket came back with the legs kept: a publish offer whose answer was lost with the old
+   * socket is rolled back and offered again (the server may or may not have seen it; a repeated
+   * offer is an ordinary renegotiation either way).
+   */
+  async resumed() {
+    if (this.closed || !this.pub || !this.pubBusy || this.pub.signalingState !== 'have-local-offer') return;
+    await this.publishRejected();
+    await this.negotiatePublish();
   }
 
   // --- subscribe leg ----------------------------------------------------------------------
@@ -258,6 +339,8 @@ export class RtcSession extends EventTarget {
 
   close() {
     this.closed = true;
+    this.#clearRestart('publish');
+    this.#clearRestart('subscribe');
     for (const pc of [this.pub, this.sub]) {
       if (!pc) continue;
       pc.onicecandidate = null;

@@ -2,7 +2,7 @@
 //
 // State shape:
 // { joined, ended, mutedByTeacher (count of mute requests), you, class, session,
-//   participants: {classroom_id: {classroom_id, name, role, connected}},
+//   participants: {classroom_id: {classroom_id, name, role, connected, media_lost?}},
 //   tracks: {track_id: {track_id, classroom_id, kind, source}},
 //   stage: [classroom_id], hands: [classroom_id], subscribed: {mid: track}, lastError }
 
@@ -52,6 +52,8 @@ export function reduce(state, m) {
         tracks: byId(m.tracks, 'track_id'),
         stage: [...m.stage],
         hands: [...m.hands],
+        // Kept media legs receive what they received before the WebSocket dropped.
+        subscribed: m.media_kept ? state.subscribed : {},
       };
     }
     case 'participant_joined': {
@@ -73,6 +75,11 @@ export function reduce(state, m) {
       const p = state.participants[m.classroom_id];
       if (!p) return state;
       return { ...state, participants: { ...state.participants, [m.classroom_id]: { ...p, connected: m.connected } } };
+    }
+    case 'media_state': {
+      const p = state.participants[m.classroom_id];
+      if (!p) return state;
+      return { ...state, participants: { ...state.participants, [m.classroom_id]: { ...p, media_lost: !m.connected } } };
     }
     case 'track_published':
       return { ...state, tracks: { ...state.tracks, [m.track.track_id]: { ...m.track } } };

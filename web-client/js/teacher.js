@@ -3,7 +3,7 @@
 // whiteboard, the poll panel, the pupil voting link (QR code) and the class report.
 
 import { h, setText, setAttrText, clear } from './dom.js';
-import { getClass } from './api.js';
+import { getClass, reportPageUrl, reportCsv } from './api.js';
 import { runDeviceCheck } from './devicecheck.js';
 import { LiveSession } from './live.js';
 import { RemoteMedia } from './remote-media.js';
@@ -21,7 +21,7 @@ import { teacherPollPanel } from './poll-ui.js';
 export async function renderTeacher(root, { classId, token, onLive }) {
   const info = await openClass(root, { classId, token, retry: () => renderTeacher(root, { classId, token, onLive }) });
   if (!info) return;
-  const media = await runDeviceCheck(root, { confirmKey: 'teacher.goLive', headingParams: { title: info.title } });
+  const media = await runDeviceCheck(root, { confirmKey: 'teacher.goLive', headingParams: { title: info.title }, netcheck: { classId, token } });
   const live = new LiveSession({
     token,
     name: info.teacher_name,
@@ -62,7 +62,8 @@ function linkPanel(kind, classId, info) {
     onclick: async () => {
       let ok = false;
       try {
-        await navigator.clipboard.writeText(url);
+        // What the field shows now: the links are re-signed after a reconnect.
+        await navigator.clipboard.writeText(input.value);
         ok = true;
       } catch {
         input.select();
@@ -99,21 +100,46 @@ function linkPanel(kind, classId, info) {
   return section;
 }
 
-/** Links to the class report: an HTML page (new tab) and a CSV download. */
-export function reportUrls(classId, token, utcOffsetMinutes) {
-  const q = `token=${encodeURIComponent(token)}&utc_offset_minutes=${utcOffsetMinutes}`;
-  const base = `/api/classes/${encodeURIComponent(classId)}`;
-  return { html: `${base}/report?${q}`, csv: `${base}/report.csv?${q}` };
-}
-
+/**
+ * The class report: an HTML page in a new tab (opened with a one-use ticket) and a CSV download
+ * (fetched with the token in a header). The teacher token never goes into a URL.
+ */
 function reportPanel(classId, token) {
-  const urls = reportUrls(classId, token, -new Date().getTimezoneOffset());
+  const offset = () => -new Date().getTimezoneOffset();
+  const failed = h('p', { class: 'form-error', role: 'alert', testid: 'report-error', hidden: true });
+  const fail = () => { setText(failed, 'teacher.report.failed'); failed.hidden = false; };
+  const open = h('button', { type: 'button', class: 'button', testid: 'report-html', i18n: 'teacher.report.open', onclick: async () => {
+    failed.hidden = true;
+    // Opened at once, inside the click, so no popup blocker stops it; pointed at the report
+    // once the ticket is there.
+    const tab = window.open('', '_blank');
+    try {
+      const url = await reportPageUrl(classId, token, offset());
+      if (tab) { tab.opener = null; tab.location.href = url; } else location.assign(url);
+    } catch {
+      if (tab) tab.close();
+      fail();
+    }
+  } });
+  const csv = h('button', { type: 'button', class: 'button', testid: 'report-csv', i18n: 'teacher.report.csv', onclick: async () => {
+    failed.hidden = true;
+    try {
+      const blob = await reportCsv(classId, token, offset());
+      const url = URL.createObjectURL(blob);
+      const a = h('a', { href: url, download: `report-${classId}.csv`, hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    } catch {
+      fail();
+    }
+  } });
   return h('section', { class: 'card report', 'aria-labelledby': 'report-heading', testid: 'report-panel' },
     h('h2', { id: 'report-heading', i18n: 'teacher.report.heading' }),
     h('p', { class: 'hint', i18n: 'teacher.report.hint' }),
-    h('div', { class: 'actions' },
-      h('a', { class: 'button', href: urls.html, target: '_blank', rel: 'noopener', testid: 'report-html', i18n: 'teacher.report.open' }),
-      h('a', { class: 'button', href: urls.csv, download: `report-${classId}.csv`, testid: 'report-csv', i18n: 'teacher.report.csv' })));
+    h('div', { class: 'actions' }, open, csv),
+    failed);
 }
 
 function buildLivePage(root, { info, classId, token, live, media }) {
@@ -276,8 +302,10 @@ function buildLivePage(root, { info, classId, token, live, media }) {
         tilesList.append(tile.li);
       }
       const onStage = isOnStage(state, p.classroom_id);
-      setText(tile.conn, p.connected ? 'teacher.tile.connected' : 'teacher.tile.reconnecting');
-      tile.conn.dataset.state = p.connected ? 'connected' : 'reconnecting';
+      // Signaling first (a page that is away is reconnecting), then its media legs.
+      const conn = !p.connected ? 'reconnecting' : p.media_lost ? 'lost' : 'connected';
+      setText(tile.conn, { connected: 'teacher.tile.connected', reconnecting: 'teacher.tile.reconnecting', lost: 'teacher.tile.connectionLost' }[conn]);
+      tile.conn.dataset.state = conn;
       tile.stageBadge.hidden = !onStage;
       tile.handBadge.hidden = !handRaised(state, p.classroom_id);
       tile.li.classList.toggle('on-stage', onStage);

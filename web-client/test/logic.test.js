@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { grade, intervalLoss, worst } from '../js/quality.js';
 import { displayStatus } from '../js/status.js';
-import { errorKind, createClass, getClass, ApiError } from '../js/api.js';
+import { errorKind, createClass, getClass, ApiError, reportPageUrl, reportCsv } from '../js/api.js';
 import { route } from '../js/app.js';
 import { rmsLevel, mediaErrorKind } from '../js/media.js';
 
@@ -56,6 +56,39 @@ test('HTTP failures become kinds the pages explain', async () => {
   assert.equal(created.class_id, 'c_1');
   assert.equal(seen.url, '/api/classes');
   assert.deepEqual(JSON.parse(seen.init.body), { title: 'Maths', teacher_name: 'Ms Li' });
+});
+
+test('the report is opened with a one-use ticket; the teacher token only travels in a header', async () => {
+  const calls = [];
+  const fetchImpl = async (url, init = {}) => {
+    calls.push({ url, init });
+    if (url.endsWith('/report-ticket')) return { ok: true, status: 201, json: async () => ({ ticket: 'rt_abc', expires_in_secs: 60 }) };
+    return { ok: true, status: 200, blob: async () => 'csv', json: async () => ({}) };
+  };
+  const url = await reportPageUrl('c_1', 'eyJ.secret', 120, fetchImpl);
+  assert.equal(url, '/api/classes/c_1/report?ticket=rt_abc&utc_offset_minutes=120');
+  assert.equal(calls[0].init.method, 'POST');
+  assert.equal(calls[0].init.headers.Authorization, 'Bearer eyJ.secret');
+  assert.equal(await reportCsv('c_1', 'eyJ.secret', 0, fetchImpl), 'csv');
+  assert.equal(calls[1].init.headers.Authorization, 'Bearer eyJ.secret');
+  for (const call of calls) assert.ok(!call.url.includes('secret'), `no token in ${call.url}`);
+  await assert.rejects(reportCsv('c_1', 't', 0, async () => ({ ok: false, status: 401 })), (e) => e.kind === 'unauthorized');
+});
+
+test('starting a class sends the server key in a header when there is one; 429 is its own kind', async () => {
+  let seen;
+  await createClass({ title: 'Maths', teacherName: 'Ms Li', createKey: 'k3y' }, async (url, init) => {
+    seen = init;
+    return { ok: true, status: 201, json: async () => ({}) };
+  });
+  assert.equal(seen.headers['X-Tandem-Create-Key'], 'k3y');
+  assert.equal(seen.headers['Content-Type'], 'application/json');
+  await createClass({ title: 'Maths', teacherName: 'Ms Li' }, async (url, init) => {
+    seen = init;
+    return { ok: true, status: 201, json: async () => ({}) };
+  });
+  assert.equal(seen.headers['X-Tandem-Create-Key'], undefined);
+  assert.equal(errorKind(429), 'rate_limited');
 });
 
 test('routes: home, teacher and invite pages with the token from the fragment', () => {

@@ -116,6 +116,48 @@ test('a dropped socket reconnects with backoff and resumes the session', () => {
   assert.equal(FakeWebSocket.instances.length, 4);
 });
 
+test('a server going away is not an error: the client reconnects and resumes', () => {
+  const { c, clock, events } = client();
+  c.connect();
+  let ws = FakeWebSocket.last();
+  ws.serverOpen();
+  ws.serverSend(welcome());
+  ws.serverSend({ type: 'server_going_away' });
+  assert.deepEqual(events.filter((e) => e.event === 'protocol_error'), [], 'a documented message');
+  ws.serverDrop();
+  assert.equal(c.status, 'reconnecting');
+  clock.advance(500);
+  ws = FakeWebSocket.last();
+  ws.serverOpen();
+  assert.equal(ws.sent[0].resume, 's_1');
+});
+
+test('a page that still holds its media legs asks to keep them when it resumes, never on a first join', () => {
+  let holding = true;
+  const { c, clock } = client({ keepMedia: () => holding });
+  c.connect();
+  let ws = FakeWebSocket.last();
+  ws.serverOpen();
+  assert.equal(ws.sent[0].keep_media, undefined, 'a first join has nothing to keep');
+  ws.serverSend(welcome());
+  ws.serverDrop();
+  clock.advance(500);
+  ws = FakeWebSocket.last();
+  ws.serverOpen();
+  assert.deepEqual(ws.sent[0], { type: 'join', v: 1, token: 'tok', name: 'Grade 2', resume: 's_1', keep_media: true });
+  ws.serverSend(welcome({ media_kept: true }));
+  holding = false;
+  ws.serverDrop();
+  clock.advance(500);
+  ws = FakeWebSocket.last();
+  ws.serverOpen();
+  assert.equal(ws.sent[0].keep_media, undefined, 'legs already closed are not asked for');
+  assert.deepEqual(parseServerMessage('{"type":"media_state","classroom_id":"r_2","connected":false}').connected, false);
+  assert.equal(parseServerMessage('{"type":"media_reset"}').type, 'media_reset');
+  assert.deepEqual(msg.iceRestart('subscribe'), { type: 'ice_restart', leg: 'subscribe' });
+  assert.throws(() => msg.iceRestart('publish'), TypeError);
+});
+
 test('an invalid link is fatal: no reconnect loop', () => {
   const { c, clock, events } = client();
   c.connect();

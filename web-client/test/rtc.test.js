@@ -2,7 +2,8 @@
 // its tracks by msid, the subscribe leg answers and maps mids to published tracks, ICE trickles.
 import { test, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { RtcSession } from '../js/rtc.js';
+import { RtcSession, RESTART_AFTER_DISCONNECTED_MS, RESTART_RETRY_MS } from '../js/rtc.js';
+import { FakeClock } from './fakes.js';
 
 globalThis.MediaStream ??= class { constructor(tracks = []) { this.tracks = tracks; this.id = 'stream-x'; } };
 
@@ -29,11 +30,16 @@ class FakePC {
     return 'v=0\r\n' + this.transceivers.map((t) => `m=${t.sender?.track?.kind || 'video'} 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:${t.mid}\r\na=${t.direction}\r\n`
       + (t.direction === 'sendonly' && t.msid ? `a=msid:stream-x ${t.msid}\r\n` : '')).join('');
   }
-  async createOffer() { return { type: 'offer' }; }
+  async createOffer() { return { type: 'offer', iceRestart: !!this.restartPending }; }
+  restartIce() { this.restartPending = true; this.iceRestarts = (this.iceRestarts || 0) + 1; }
+  /** What a browser does when its ICE agent changes the leg's state. */
+  goes(state) { this.connectionState = state; this.onconnectionstatechange?.(); }
   async createAnswer() { return { type: 'answer' }; }
   async setLocalDescription(desc) {
     if (desc.type === 'rollback') { this.signalingState = 'stable'; this.localDescription = null; return; }
     this.transceivers.forEach((t, i) => { if (t.mid == null) t.mid = String(i); });
+    if (desc.type === 'offer') this.offeredRestart = !!desc.iceRestart;
+    this.restartPending = false;
     this.localDescription = { type: desc.type, sdp: desc.type === 'answer' ? `answer ${this.transceivers.map((t) => `${t.mid}:${t.direction}`).join(' ')}` : this.sdp() };
     this.signalingState = desc.type === 'offer' ? 'have-local-offer' : 'stable';
   }
@@ -159,4 +165,100 @@ test('closing stops both legs and sends nothing more', async () => {
   const count = sent.length;
   await rtc.handleSubscribeOffer({ sdp: offerSdp, tracks: [] });
   assert.equal(sent.length, count);
+});
+
+// --- recovery without reloading ---------------------------------------------------------------
+
+function withClock() {
+  const clock = new FakeClock();
+  const session = new RtcSession({ send: (m) => sent.push(m), RTCPeerConnectionImpl: FakePC,
+    setTimeout: clock.setTimeout, clearTimeout: clock.clearTimeout });
+  return { clock, session };
+}
+const restartsAsked = () => sent.filter((m) => m.type === 'ice_restart');
+
+test('a subscribe leg that stays disconnected asks the server for an ICE restart, once, after a few seconds', () => {
+  const { clock } = withClock();
+  const leg = FakePC.all.at(-1);
+  leg.goes('connected');
+  leg.goes('disconnected');
+  clock.advance(RESTART_AFTER_DISCONNECTED_MS - 1);
+  assert.equal(restartsAsked().length, 0, 'a short disconnect is left to ICE');
+  leg.goes('disconnected');
+  clock.advance(1);
+  assert.deepEqual(restartsAsked(), [{ type: 'ice_restart', leg: 'subscribe' }]);
+  // Still not connected: asked again, and so on until it is.
+  leg.goes('connecting');
+  clock.advance(RESTART_RETRY_MS);
+  assert.equal(restartsAsked().length, 2, 'a restart that did not take is tried again');
+  leg.goes('connected');
+  clock.advance(10 * RESTART_RETRY_MS);
+  assert.equal(restartsAsked().length, 2, 'nothing more once connected');
+});
+
+test('a disconnect that heals by itself restarts nothing', () => {
+  const { clock } = withClock();
+  const leg = FakePC.all.at(-1);
+  leg.goes('connected');
+  leg.goes('disconnected');
+  clock.advance(RESTART_AFTER_DISCONNECTED_MS / 2);
+  leg.goes('connected');
+  clock.advance(10 * RESTART_AFTER_DISCONNECTED_MS);
+  assert.equal(restartsAsked().length, 0);
+});
+
+test('a failed publish leg re-offers with new ICE credentials at once', async () => {
+  const { clock, session } = withClock();
+  const restarts = [];
+  session.addEventListener('ice-restart', (e) => restarts.push(e.detail));
+  await session.publish([{ source: 'camera', track: cam, stream }]);
+  await session.handlePublishAnswer('v=0 answer');
+  const leg = FakePC.all.at(-1);
+  leg.goes('connected');
+  leg.goes('failed');
+  await tick();
+  const offers = sent.filter((m) => m.type === 'publish_offer');
+  assert.equal(offers.length, 2, 'a new offer went out');
+  assert.equal(leg.offeredRestart, true, 'and it restarts ICE');
+  assert.deepEqual(restarts, [{ leg: 'publish', attempt: 1 }]);
+  assert.equal(restartsAsked().length, 0, 'the publish leg needs no ice_restart message');
+  // The answer comes and the leg connects: no further restarts.
+  await session.handlePublishAnswer('v=0 answer');
+  leg.goes('connected');
+  clock.advance(10 * RESTART_RETRY_MS);
+  assert.equal(leg.iceRestarts, 1);
+});
+
+test('a closed session plans no restarts', () => {
+  const { clock, session } = withClock();
+  const leg = FakePC.all.at(-1);
+  leg.goes('disconnected');
+  session.close();
+  clock.advance(10 * RESTART_RETRY_MS);
+  assert.equal(restartsAsked().length, 0);
+  assert.deepEqual(clock.pending(), []);
+});
+
+test('a publish offer whose answer was lost with the WebSocket goes out again after the resume', async () => {
+  await rtc.publish([{ source: 'camera', track: cam, stream }]);
+  assert.equal(sent.filter((m) => m.type === 'publish_offer').length, 1);
+  // The socket dropped before the answer came; the resume kept the legs.
+  await rtc.resumed();
+  assert.equal(sent.filter((m) => m.type === 'publish_offer').length, 2, 'offered again');
+  await rtc.handlePublishAnswer('v=0 answer');
+  assert.equal(pub().signalingState, 'stable');
+  await rtc.resumed();
+  assert.equal(sent.filter((m) => m.type === 'publish_offer').length, 2, 'nothing to repeat once answered');
+});
+
+test('both legs use the TURN servers of the welcome, with their credentials', async () => {
+  const iceServers = [{ urls: ['turn:turn.example.org:3478?transport=udp'], username: '1700000000:r_1', credential: 'c2VjcmV0' }];
+  FakePC.all = [];
+  const withTurn = new RtcSession({ send: () => {}, RTCPeerConnectionImpl: FakePC, iceServers });
+  await withTurn.publish([{ source: 'microphone', track: mic, stream }]);
+  assert.equal(FakePC.all.length, 2);
+  for (const pc of FakePC.all) {
+    assert.deepEqual(pc.config.iceServers, iceServers);
+    assert.equal(pc.config.bundlePolicy, 'max-bundle');
+  }
 });

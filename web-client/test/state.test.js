@@ -78,3 +78,18 @@ test('a resumed welcome replaces the old picture of the class', () => {
   assert.deepEqual(s.subscribed, {});
   assert.deepEqual(s.tracks, {});
 });
+
+test('a classroom whose media is lost is marked so until it is back', () => {
+  const lost = play(welcome(), { type: 'media_state', classroom_id: 'r_1', connected: false });
+  assert.equal(lost.participants.r_1.media_lost, true);
+  assert.equal(lost.participants.r_1.connected, true, 'its signaling is fine');
+  const back = reduce(lost, { type: 'media_state', classroom_id: 'r_1', connected: true });
+  assert.equal(back.participants.r_1.media_lost, false);
+});
+
+test('a resume that kept the media keeps what this page receives; one that did not starts empty', () => {
+  const offer = { type: 'subscribe_offer', sdp: 'v=0', tracks: [{ mid: '0', track: teacherCam }] };
+  const before = play(welcome(), offer);
+  assert.deepEqual(trackForMid(reduce(before, welcome({ media_kept: true })), '0'), teacherCam);
+  assert.equal(trackForMid(reduce(before, welcome()), '0'), null);
+});

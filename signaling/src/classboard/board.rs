@@ -72,6 +72,9 @@ pub struct BoardLimits {
     pub max_undo_depth: usize,
     /// Applied ops kept in memory for catch-up; an older client gets a full snapshot. Default 10000.
     pub log_capacity: usize,
+    /// Points (and text, 16 characters a point) the catch-up log may hold, so a lesson of long
+    /// strokes keeps a bounded log too. Default 200000 (about 3 MB of points).
+    pub log_max_points: usize,
 }
 
 impl Default for BoardLimits {
@@ -85,6 +88,7 @@ impl Default for BoardLimits {
             max_text_chars: 2000,
             max_undo_depth: 100,
             log_capacity: 10_000,
+            log_max_points: 200_000,
         }
     }
 }
@@ -671,10 +675,15 @@ pub struct Board {
     limits: BoardLimits,
     state: BoardSnapshot,
     log: VecDeque<Applied>,
+    /// What the ops in `log` weigh together (see [`op_weight`]).
+    log_points: usize,
     /// Every object id ever created in this class (live or in the graveyard).
     ids_in_use: HashSet<String>,
-    /// Removed objects, kept so that undo/redo can put them back.
-    graveyard: HashMap<String, PagedObject>,
+    /// Removed objects, kept while an undo/redo entry could put them back; `None` once no entry
+    /// refers to them any more (the id stays, so it is never reused and never looks alive).
+    graveyard: HashMap<String, Option<PagedObject>>,
+    /// How many undo/redo entries (of all authors) name each object id.
+    history_refs: HashMap<String, u32>,
     open_strokes: HashMap<String, OpenStroke>,
     history: HashMap<String, History>,
     buckets: HashMap<String, Bucket>,
@@ -686,8 +695,10 @@ impl Board {
             limits,
             state: BoardSnapshot::new(),
             log: VecDeque::new(),
+            log_points: 0,
             ids_in_use: HashSet::new(),
             graveyard: HashMap::new(),
+            history_refs: HashMap::new(),
             open_strokes: HashMap::new(),
             history: HashMap::new(),
             buckets: HashMap::new(),
@@ -1132,7 +1143,7 @@ impl Board {
                 effect.restore = entry
                     .ids
                     .iter()
-                    .filter_map(|id| self.graveyard.get(id))
+                    .filter_map(|id| self.graveyard.get(id)?.as_ref())
                     .cloned()
                     .collect();
                 effect.restore.sort_by_key(|r| (r.page, r.object.z));
@@ -1160,12 +1171,19 @@ impl Board {
 
     fn commit_unchecked(&mut self, prepared: Prepared) -> Applied {
         let Prepared { applied, book } = prepared;
-        // Keep what is about to disappear, so that undo/redo can bring it back.
+        // Keep what is about to disappear, so that undo/redo can bring it back (and free it at
+        // the end if no entry can).
+        let mut buried: Vec<String> = Vec::new();
+        let mut dropped: Vec<Entry> = Vec::new();
         match &applied.op {
-            BoardOp::Erase { object_ids } => self.bury(object_ids),
+            BoardOp::Erase { object_ids } => {
+                self.bury(object_ids);
+                buried.extend(object_ids.iter().cloned());
+            }
             BoardOp::ClearPage { .. } => {
                 if let Book::Removed { ids } = &book {
                     self.bury(ids);
+                    buried.extend(ids.iter().cloned());
                 }
             }
             BoardOp::Undo {
@@ -1175,6 +1193,7 @@ impl Board {
                 effect: Some(effect),
             } => {
                 self.bury(&effect.remove);
+                buried.extend(effect.remove.iter().cloned());
                 for r in &effect.restore {
                     self.graveyard.remove(&r.object.id);
                 }
@@ -1201,6 +1220,7 @@ impl Board {
                         kind: EntryKind::Added,
                         ids: vec![id],
                     },
+                    &mut dropped,
                 );
             }
             Book::Appended { id, count } => {
@@ -1217,10 +1237,12 @@ impl Board {
                     kind: EntryKind::Removed,
                     ids,
                 },
+                &mut dropped,
             ),
             Book::Undo { skip } => {
                 let h = self.history.entry(who).or_default();
-                h.undo.truncate(h.undo.len().saturating_sub(skip));
+                let keep = h.undo.len().saturating_sub(skip);
+                dropped.extend(h.undo.drain(keep..));
                 if let Some(entry) = h.undo.pop_back() {
                     h.redo.push(entry);
                 }
@@ -1228,30 +1250,72 @@ impl Board {
             Book::Redo { skip } => {
                 let depth = self.limits.max_undo_depth.max(1);
                 let h = self.history.entry(who).or_default();
-                h.redo.truncate(h.redo.len().saturating_sub(skip));
+                let keep = h.redo.len().saturating_sub(skip);
+                dropped.extend(h.redo.drain(keep..));
                 if let Some(entry) = h.redo.pop() {
                     h.undo.push_back(entry);
                     if h.undo.len() > depth {
-                        h.undo.pop_front();
+                        dropped.extend(h.undo.pop_front());
                     }
                 }
             }
         }
+        self.free_unreachable(buried, dropped);
+        self.log_points += op_weight(&applied.op);
         self.log.push_back(applied.clone());
-        while self.log.len() > self.limits.log_capacity.max(1) {
-            self.log.pop_front();
+        while self.log.len() > self.limits.log_capacity.max(1)
+            || (self.log_points > self.limits.log_max_points && self.log.len() > 1)
+        {
+            if let Some(old) = self.log.pop_front() {
+                self.log_points = self.log_points.saturating_sub(op_weight(&old.op));
+            }
         }
         applied
     }
 
-    fn push_history(&mut self, who: &str, entry: Entry) {
+    /// A new action of `who`: onto its undo stack (the oldest falls off past the depth), and
+    /// its redo stack is cleared. What leaves the history goes to `dropped`.
+    fn push_history(&mut self, who: &str, entry: Entry, dropped: &mut Vec<Entry>) {
+        for id in &entry.ids {
+            *self.history_refs.entry(id.clone()).or_default() += 1;
+        }
         let depth = self.limits.max_undo_depth.max(1);
         let h = self.history.entry(who.to_string()).or_default();
         h.undo.push_back(entry);
         if h.undo.len() > depth {
-            h.undo.pop_front();
+            dropped.extend(h.undo.pop_front());
         }
-        h.redo.clear();
+        dropped.append(&mut h.redo);
+    }
+
+    /// Entries have left the history and objects were buried: free every buried object that no
+    /// entry can bring back any more. This is what bounds a long lesson's memory to the live
+    /// board plus the undo depth.
+    fn free_unreachable(&mut self, buried: Vec<String>, dropped: Vec<Entry>) {
+        let mut candidates = buried;
+        for entry in dropped {
+            for id in entry.ids {
+                if let Some(refs) = self.history_refs.get_mut(&id) {
+                    *refs = refs.saturating_sub(1);
+                    if *refs == 0 {
+                        self.history_refs.remove(&id);
+                    }
+                }
+                candidates.push(id);
+            }
+        }
+        for id in candidates {
+            if !self.history_refs.contains_key(&id)
+                && let Some(dead) = self.graveyard.get_mut(&id)
+            {
+                *dead = None;
+            }
+        }
+    }
+
+    /// Objects held for undo/redo (for tests of what is freed).
+    pub fn buried_objects(&self) -> usize {
+        self.graveyard.values().filter(|o| o.is_some()).count()
     }
 
     /// Move live objects to the graveyard (before the reducer removes them from the pages).
@@ -1267,13 +1331,34 @@ impl Board {
                         page: p as u32,
                         object: o.clone(),
                     };
-                    self.graveyard.insert(o.id.clone(), dead);
+                    self.graveyard.insert(o.id.clone(), Some(dead));
                 }
             }
         }
         for id in ids {
             self.open_strokes.remove(id);
         }
+    }
+}
+
+/// What an op weighs in the catch-up log: one, plus its points, plus the points of the objects an
+/// undo or redo puts back (text counts 16 characters a point).
+fn op_weight(op: &BoardOp) -> usize {
+    let object = |o: &BoardObject| match &o.shape {
+        Shape::Stroke { points, .. } => points.len(),
+        Shape::Text { text, .. } => text.len() / 16 + 1,
+        _ => 2,
+    };
+    1 + match op {
+        BoardOp::StrokeAppend { points, .. } => points.len(),
+        BoardOp::TextAdd { text, .. } => text.len() / 16,
+        BoardOp::Undo {
+            effect: Some(effect),
+        }
+        | BoardOp::Redo {
+            effect: Some(effect),
+        } => effect.restore.iter().map(|r| object(&r.object)).sum(),
+        _ => 0,
     }
 }
 
@@ -1987,6 +2072,78 @@ pub(crate) mod tests {
         board
             .apply(&room_a(), begin("a1", 0, 0.0, 0.0), t0)
             .unwrap();
+    }
+
+    #[test]
+    fn the_catch_up_log_is_bounded_by_points_too() {
+        let limits = BoardLimits {
+            log_max_points: 1000,
+            max_ops_per_sec_per_client: 10_000,
+            burst_ops_per_client: 10_000,
+            ..BoardLimits::default()
+        };
+        let mut board = Board::new(limits);
+        let mut clock = Clock(Instant::now());
+        let long: Vec<(f64, f64)> = (0..400).map(|i| (i as f64, 1.0)).collect();
+        for i in 0..10 {
+            let id = format!("s{i}");
+            for op in [begin(&id, 0, 0.0, 0.0), append(&id, &long), end(&id)] {
+                board.apply(&teacher(), op, clock.tick()).unwrap();
+            }
+        }
+        assert!(board.log_points <= 1000, "{}", board.log_points);
+        assert!(board.log.len() < 30, "old ops left the log");
+        // A client far behind gets a snapshot; one just behind still gets the delta.
+        assert!(matches!(board.ops_since(1), Catchup::Snapshot { .. }));
+        let seq = board.seq();
+        assert!(matches!(board.ops_since(seq - 2), Catchup::Delta { ops } if ops.len() == 2));
+    }
+
+    #[test]
+    fn cleared_and_erased_objects_are_freed_once_no_undo_can_bring_them_back() {
+        let limits = BoardLimits {
+            max_undo_depth: 3,
+            ..BoardLimits::default()
+        };
+        let mut board = Board::new(limits);
+        let mut clock = Clock(Instant::now());
+        // Ten rounds of a full page that the teacher clears.
+        for round in 0..10 {
+            for i in 0..20 {
+                let id = format!("t{round}_{i}");
+                for op in [
+                    begin(&id, 0, 0.0, 0.0),
+                    append(&id, &[(5.0, 5.0)]),
+                    end(&id),
+                ] {
+                    board.apply(&teacher(), op, clock.tick()).unwrap();
+                }
+            }
+            board
+                .apply(&teacher(), BoardOp::ClearPage { page: 0 }, clock.tick())
+                .unwrap();
+        }
+        // Only the clear still within the teacher's 3-deep history can come back.
+        assert_eq!(board.buried_objects(), 20);
+        // And it does come back.
+        board
+            .apply(&teacher(), BoardOp::Undo { effect: None }, clock.tick())
+            .unwrap();
+        assert_eq!(ids_on(&board, 0).len(), 20);
+        assert_eq!(board.buried_objects(), 0);
+        // A new action drops the redo stack: an erase nobody can undo past frees at once.
+        board
+            .apply(&teacher(), BoardOp::ClearPage { page: 0 }, clock.tick())
+            .unwrap();
+        for i in 0..3 {
+            board
+                .apply(&teacher(), rect(&format!("n{i}"), 0), clock.tick())
+                .unwrap();
+        }
+        assert_eq!(board.buried_objects(), 0, "the clear fell off the history");
+        // A freed id is still never reused and never looks alive.
+        let again = board.apply(&teacher(), begin("t9_0", 0, 1.0, 1.0), clock.tick());
+        assert!(again.is_err());
     }
 
     #[test]

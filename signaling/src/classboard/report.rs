@@ -169,6 +169,26 @@ pub fn poll_chart_svg(results: &PollResults) -> String {
     s
 }
 
+/// The report page's one style sheet, inline so the page is one file to save.
+const REPORT_CSS: &str = "
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#222}
+table{border-collapse:collapse;margin:.5rem 0 1.5rem}th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
+th{background:#f3f3f3}td.num{text-align:right}section.poll{margin-bottom:1.5rem}
+figure{margin:1rem 0}figure img{width:100%;border:1px solid #ccc}.muted{color:#666}
+";
+
+/// The Content-Security-Policy of the report page: no script at all, its one inline style sheet
+/// by hash, the board pages as `data:` images, nothing fetched.
+pub fn report_csp() -> String {
+    use base64::Engine;
+    let hash = ring::digest::digest(&ring::digest::SHA256, REPORT_CSS.as_bytes());
+    format!(
+        "default-src 'none'; style-src 'sha256-{}'; img-src data:; base-uri 'none'; \
+         form-action 'none'; frame-ancestors 'none'",
+        base64::engine::general_purpose::STANDARD.encode(hash.as_ref())
+    )
+}
+
 /// The report as one self-contained HTML page.
 pub fn report_html(r: &ClassReport) -> String {
     let e = xml_escape;
@@ -179,15 +199,11 @@ pub fn report_html(r: &ClassReport) -> String {
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Class report: {title}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#222}}
-table{{border-collapse:collapse;margin:.5rem 0 1.5rem}}th,td{{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}}
-th{{background:#f3f3f3}}td.num{{text-align:right}}section.poll{{margin-bottom:1.5rem}}
-figure{{margin:1rem 0}}figure img{{width:100%;border:1px solid #ccc}}.muted{{color:#666}}
-</style></head><body>
+<style>{css}</style></head><body>
 <h1>{title}</h1>
 <p>Teacher: {teacher} · Class <code>{class_id}</code> · {start} – {end} ({dur})</p>
 "#,
+        css = REPORT_CSS,
         title = e(&r.title),
         teacher = e(&r.teacher_name),
         class_id = e(&r.class_id),
@@ -348,15 +364,23 @@ pub fn report_csv(r: &ClassReport) -> String {
     out
 }
 
-/// One CSV cell: quoted when it holds a comma, quote, line break or edge space (quotes doubled);
-/// a cell starting with `= + - @` gets a leading `'` so spreadsheets do not run it as a formula.
+/// Characters that make a spreadsheet read a cell as a formula when it starts with one (OWASP's
+/// list, plus the full-width forms some spreadsheets and input methods treat the same way).
+const FORMULA_STARTS: [char; 10] = [
+    '=', '+', '-', '@', '\t', '\r', '\u{FF1D}', '\u{FF0B}', '\u{FF0D}', '\u{FF20}',
+];
+
+/// One CSV cell: quoted when it holds a comma, a semicolon (the separator of European
+/// spreadsheet locales, where an unquoted `;` would start a new cell), a quote, a line break or
+/// an edge space (quotes doubled); a cell starting with a formula character gets a leading `'` so
+/// spreadsheets do not run it.
 pub fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    let s = if s.starts_with(FORMULA_STARTS) {
         format!("'{s}")
     } else {
         s.to_string()
     };
-    if s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ') {
+    if s.contains([',', ';', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ') {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s
@@ -477,6 +501,17 @@ mod tests {
         assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
         assert_eq!(csv_field("-1,5"), "\"'-1,5\"");
+        // European locales split on `;`: a cell holding one is quoted, or its tail would be a
+        // cell of its own and could start a formula.
+        assert_eq!(csv_field("Room 1;=1+1"), "\"Room 1;=1+1\"");
+        // Full-width signs, tab and carriage return at the start are neutralised too.
+        for sign in ["\u{FF1D}", "\u{FF0B}", "\u{FF0D}", "\u{FF20}", "\t", "\r"] {
+            let cell = format!("{sign}SUM(A1)");
+            assert!(
+                csv_field(&cell).trim_start_matches('"').starts_with('\''),
+                "{cell:?}"
+            );
+        }
         let csv = report_csv(&sample());
         let lines: Vec<&str> = csv.split("\r\n").collect();
         assert_eq!(

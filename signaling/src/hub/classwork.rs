@@ -108,13 +108,15 @@ impl Hub {
     pub(super) fn load_classwork(&self, class_id: &str) -> Result<(Board, Polls), HubError> {
         let board_limits = self.config.board_limits();
         let poll_limits = self.config.poll_limits();
+        // A reader of its own: replaying a long board never holds up other classes' writes.
         self.store
-            .with_conn(|conn| {
+            .with_reader(|conn| {
                 Ok::<_, StoreError>((
                     BoardStore::load_board(conn, class_id, board_limits)?,
                     PollStore::load_polls(conn, class_id, poll_limits)?,
                 ))
             })
+            .map_err(HubError::from)?
             .map_err(store_error)
     }
 
@@ -342,10 +344,15 @@ impl Hub {
         token: &str,
         utc_offset_minutes: i32,
     ) -> Result<ClassReport, HubError> {
-        let record = self
-            .store
-            .class(class_id)?
-            .ok_or_else(|| HubError::new(ErrorCode::NotFound, "no such class"))?;
+        self.authorize_report(class_id, token)?;
+        self.build_report(class_id, utc_offset_minutes)
+    }
+
+    /// Whether `token` is the teacher token of `class_id`, which opens its report.
+    pub fn authorize_report(&self, class_id: &str, token: &str) -> Result<(), HubError> {
+        if self.store.class(class_id)?.is_none() {
+            return Err(HubError::new(ErrorCode::NotFound, "no such class"));
+        }
         let claims = self.tokens.verify(token, class_id, unix_now())?;
         if claims.role != TokenRole::Teacher {
             return Err(HubError::new(
@@ -353,6 +360,20 @@ impl Hub {
                 "the class report is for the teacher",
             ));
         }
+        Ok(())
+    }
+
+    /// Build the report of a class (already authorised). Reads with a reader connection of its
+    /// own and replays the whole board: call it off the async workers (`spawn_blocking`).
+    pub fn build_report(
+        &self,
+        class_id: &str,
+        utc_offset_minutes: i32,
+    ) -> Result<ClassReport, HubError> {
+        let record = self
+            .store
+            .class(class_id)?
+            .ok_or_else(|| HubError::new(ErrorCode::NotFound, "no such class"))?;
         let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
         let attendance = self
             .store
