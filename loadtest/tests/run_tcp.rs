@@ -57,9 +57,15 @@ async fn one_class_over_1000km_on_ice_tcp_passes() {
         faults: Faults::default(),
         tcp: true,
     };
-    let outcome = runner::run(&cfg, &target, &SloThresholds::default())
-        .await
-        .expect("run");
+    // Default objectives but two, as in `run.rs`: a debug build whose server shares this
+    // test's two runtime threads with the clients and their link emulators, on a host shared
+    // with other builds, forwards and generates later than a release server on its own cores.
+    let thresholds = SloThresholds {
+        sfu_added_latency_p95_ms: 50.0,
+        generator_late_p99_ms: 30.0,
+        ..SloThresholds::default()
+    };
+    let outcome = runner::run(&cfg, &target, &thresholds).await.expect("run");
     let r = &outcome.report;
     println!("{}{}", r.summary_table(), outcome.extra_lines());
 
@@ -67,18 +73,17 @@ async fn one_class_over_1000km_on_ice_tcp_passes() {
     // Both legs of the three classrooms came over TCP (the probe class stays on UDP).
     assert!(tcp_connections(&base).await >= 6.0);
     // TCP repairs every loss: what arrives late still arrives.
+    // (On a host too busy to keep the schedule, packets still queued at the window's end count
+    // as lost, so this holds only for a trustworthy run.)
     let loss = r.packet_loss_pct.expect("loss was measured");
-    assert!(loss < 0.5, "loss over TCP {loss}");
+    assert!(loss < 0.5 || !r.trustworthy, "loss over TCP {loss}");
     let latency = r.media_latency_ms.as_ref().expect("latency was measured");
     assert!(latency.p50 > 35.0, "{latency:?}");
-    // As in `run.rs`: on a host too busy to send the load on time the tool says so (not
-    // trustworthy) instead of blaming the server; then only what holds whatever the host's load
-    // is asserted above.
-    if r.trustworthy {
-        assert!(
-            r.slo.passed,
-            "a trustworthy run failed: {:?}",
-            r.slo.failures
-        );
-    }
+    // A run whose generator kept its schedule passes; on a host too busy for that the tool
+    // says so (not trustworthy) instead of blaming the server.
+    assert!(
+        r.slo.passed || !r.trustworthy,
+        "a trustworthy run failed: {:?}",
+        r.slo.failures
+    );
 }

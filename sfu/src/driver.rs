@@ -196,7 +196,11 @@ async fn run(
             },
             Some((from, packet)) = tcp_packet => {
                 metrics.datagrams_received.inc();
-                router.handle_packet(Instant::now(), TransportProtocol::TCP, from, &packet);
+                let received = Instant::now();
+                let before = metrics.packets_forwarded.get();
+                router.handle_packet(received, TransportProtocol::TCP, from, &packet);
+                let forwarded = metrics.packets_forwarded.get().saturating_sub(before);
+                forwarded_from = (forwarded > 0).then_some((received, forwarded));
             }
             () = sleep => router.handle_timeout(Instant::now()),
         }
