@@ -7,9 +7,10 @@
 //! Senders count what they hand to each track and receivers count each distinct packet that
 //! arrives, both in 10 ms slots of one clock ([`crate::media::Bins`]). For a promised (receiver,
 //! track) pair, "sent" is the sender's count over the window `[m0, m_end)` and "received" the
-//! receiver's count over the same window shifted by that path's median one-way latency (so the
-//! packets in flight at the window's edges are matched; an edge can be off by the packets of one
-//! jitter swing, about one per track). Loss is `1 − received / sent`, summed over pairs. A track
+//! receiver's count from the window's start shifted by that path's mean one-way latency (the
+//! packets in flight at the start are matched in expectation; it can be off by the packets of one
+//! jitter swing, about one per track), less what the sender sent after the window (so that late
+//! arrivals of the window's last packets count). Loss is `1 − received / sent`, summed over pairs. A track
 //! that never arrives or stops therefore counts all its missing packets, its silence counts as
 //! freeze time (the window's edges count as frames), and the pair is listed by name.
 //!
@@ -70,14 +71,15 @@ fn source_name(source: Source) -> &'static str {
     }
 }
 
-/// Median of a track's first-packet latencies, if it has any.
-fn median_latency(r: &ReceivedTrack) -> Option<Duration> {
-    let mut v: Vec<u64> = r.latencies_us.iter().map(|(_, us)| *us).collect();
-    if v.is_empty() {
+/// Mean of a track's first-packet latencies, if it has any. The mean, not the median: shifting
+/// a window's start by the mean delay lets as many packets sent before it arrive inside it as
+/// packets sent inside it arrive before it (in expectation, whatever the delay's tail).
+fn mean_latency(r: &ReceivedTrack) -> Option<Duration> {
+    if r.latencies_us.is_empty() {
         return None;
     }
-    v.sort_unstable();
-    Some(Duration::from_micros(v[v.len() / 2]))
+    let sum: u64 = r.latencies_us.iter().map(|(_, us)| *us).sum();
+    Some(Duration::from_micros(sum / r.latencies_us.len() as u64))
 }
 
 /// Checks every track the policy promises between the members of one class over `w`, and adds
@@ -136,7 +138,7 @@ fn check_receiver(
                 .max_by_key(|r| r.packets)
         };
         let delay = from_publisher(MediaKind::Video, Source::Camera)
-            .and_then(median_latency)
+            .and_then(mean_latency)
             .unwrap_or(fallback_delay);
         for track in publisher.classroom.published() {
             if !(receiver.whole_window && publisher.whole_window) {
@@ -153,8 +155,12 @@ fn check_receiver(
             let sent = track.report.sent.lock().sum(w.from, w.to);
             let got = from_publisher(track.kind, track.source);
             let (shifted_from, shifted_to) = (w.from + delay, w.to + delay);
-            let arrived = got.map_or(0, |r| r.arrivals.sum(shifted_from, shifted_to));
-            let arrived = arrived.min(sent);
+            // Everything that arrived from the shifted start on, less what the sender sent
+            // after the window (it stops just after; those packets are counted as arrived):
+            // late arrivals of the window's last packets still count.
+            let sent_after = track.report.sent.lock().sum(w.to, far_future());
+            let arrived = got.map_or(0, |r| r.arrivals.sum(shifted_from, far_future()));
+            let arrived = arrived.saturating_sub(sent_after).min(sent);
             let counts = &mut tally.packets;
             match track.kind {
                 MediaKind::Audio => {
@@ -228,6 +234,11 @@ pub fn harvest_latencies(c: &Classroom, from: Instant, to: Instant, sinks: &Late
             }
         }
     });
+}
+
+/// An instant after every count of a run.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
 }
 
 /// Milliseconds since the Unix epoch.

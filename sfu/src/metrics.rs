@@ -2,6 +2,7 @@
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -25,6 +26,9 @@ pub struct SfuMetrics {
     pub packets_recovered: Family<[(&'static str, &'static str); 2], Counter>,
     /// Publishers' packets that never arrived, after recovery ([`crate::loss`]), by kind.
     pub packets_lost: Family<[(&'static str, &'static str); 1], Counter>,
+    /// ICE-TCP connections accepted on the media port, and open now.
+    pub ice_tcp_connections: Counter,
+    pub ice_tcp_connections_open: Gauge,
 }
 
 impl SfuMetrics {
@@ -57,6 +61,8 @@ impl Default for SfuMetrics {
             forward_delay: Histogram::new(FORWARD_DELAY_BUCKETS),
             packets_recovered: Family::default(),
             packets_lost: Family::default(),
+            ice_tcp_connections: Counter::default(),
+            ice_tcp_connections_open: Gauge::default(),
         }
     }
 }
@@ -101,6 +107,16 @@ impl SfuMetrics {
             "Publishers' RTP packets that never reached the server after recovery (missing when \
              1024 newer packets had arrived, or when the track ended), by media kind",
             self.packets_lost.clone(),
+        );
+        registry.register(
+            "tandem_ice_tcp_connections",
+            "ICE-TCP connections accepted on the media port (classrooms whose network blocks UDP)",
+            self.ice_tcp_connections.clone(),
+        );
+        registry.register(
+            "tandem_ice_tcp_connections_open",
+            "ICE-TCP connections open now",
+            self.ice_tcp_connections_open.clone(),
         );
     }
 }

@@ -401,6 +401,11 @@ impl Hub {
                 hands: class.hands.clone(),
                 tracks,
                 media_kept,
+                ice_servers: crate::turn::ice_servers(
+                    &self.config,
+                    std::time::SystemTime::now(),
+                    seat.classroom_id.as_str(),
+                ),
             };
             let announce = if resumed {
                 ServerMessage::ParticipantState {

@@ -214,6 +214,9 @@ pub enum ServerMessage {
         /// A resume with `keep_media`: the media legs are as they were, nothing to renegotiate.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         media_kept: bool,
+        /// TURN (and STUN) servers with credentials for this join, for `RTCConfiguration.iceServers`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<crate::turn::IceServer>,
     },
     PublishAnswer {
         sdp: String,
