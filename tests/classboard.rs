@@ -129,7 +129,7 @@ async fn a_classroom_draws_only_when_the_teacher_allows_and_a_pupil_never() {
     assert_eq!(wait_error(&b, "board_op").await, ErrorCode::Forbidden);
     // A may not change the page or permissions even while it may draw.
     draw(&a, json!({"op":"add_page"}));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_errors(&a, 3).await;
     assert_eq!(
         errors(&a),
         vec![
@@ -161,7 +161,7 @@ async fn a_classroom_draws_only_when_the_teacher_allows_and_a_pupil_never() {
     );
     wait_seq(&a, 4).await;
     draw(&a, json!({"op":"erase","object_ids":["a:2"]}));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_errors(&a, 4).await;
     assert_eq!(errors(&a).len(), 4);
     let board = board_seen(&teacher);
     assert_eq!(board.seq, 4);
