@@ -13,6 +13,10 @@ if [ -d tests/browser ] && [ ! -x /usr/bin/firefox-esr ]; then need_apt+=(firefo
 if [ -d tests/browser ] && ! command -v ip >/dev/null; then need_apt+=(iproute2); fi
 # A CJK font, so the Chinese pages are readable in the screenshots the browser tests save.
 if [ -d tests/browser ] && ! fc-list 2>/dev/null | grep -qi "wenquanyi\|wqy"; then need_apt+=(fonts-wqy-microhei); fi
+# Reaching schools (tests/browser/reach.test.mjs): a TURN server, and a test CA Chromium trusts.
+if [ -d tests/browser ] && ! command -v turnserver >/dev/null; then need_apt+=(coturn); fi
+if [ -d tests/browser ] && ! command -v certutil >/dev/null; then need_apt+=(libnss3-tools); fi
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -157,6 +157,27 @@ pub struct Args {
     /// when they grow faster than --slo-soak-rss-mb-per-hour / --slo-soak-cpu-pct-per-hour.
     #[arg(long, env = "TANDEM_LOADTEST_SOAK")]
     pub soak: bool,
+
+    /// How the emulated classrooms reach the media port: udp, or tcp (ICE-TCP only, RFC 6544, as
+    /// from a school network that blocks UDP; the link's loss then costs a retransmission, not a
+    /// packet). The probe class stays on UDP.
+    #[arg(
+        long,
+        value_enum,
+        env = "TANDEM_LOADTEST_TRANSPORT",
+        default_value = "udp"
+    )]
+    pub transport: Transport,
+}
+
+/// The transport of the classrooms' media.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
 }
 
 /// Emulated link of every classroom, both directions.

@@ -7,13 +7,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::link::{LinkProfile, UdpLinkProxy};
+use crate::link::{LinkProfile, ProxyStats, UdpLinkProxy};
 use crate::loss::SeqCounter;
 use crate::media::{
     Bins, FrameAssembler, LatenessRecorder, OpusOptions, SenderReport, local_track, payload_type,
     send_tone, send_video,
 };
 use crate::stats::JitterEstimator;
+use crate::tcp_link::TcpLinkProxy;
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -94,6 +95,23 @@ pub struct ClientOptions {
     /// Send a consent check (RFC 7675) on each leg this often instead of `rtc`'s 2 s, as aiortc,
     /// Firefox and many encoders do (5 s ± 20 %).
     pub consent_check_interval: Option<Duration>,
+    /// Reach the server over ICE-TCP only (RFC 6544), as a classroom whose network blocks UDP.
+    pub tcp: bool,
+}
+
+/// The emulated link of one leg: UDP datagrams, or the frames of an ICE-TCP connection.
+pub enum LinkProxy {
+    Udp(UdpLinkProxy),
+    Tcp(TcpLinkProxy),
+}
+
+impl LinkProxy {
+    pub fn stats(&self) -> ProxyStats {
+        match self {
+            Self::Udp(p) => p.stats(),
+            Self::Tcp(p) => p.stats(),
+        }
+    }
 }
 
 impl ClientOptions {
@@ -109,6 +127,17 @@ impl ClientOptions {
             drop_camera: false,
             measure_only: false,
             consent_check_interval: None,
+            tcp: false,
+        }
+    }
+
+    /// The server's candidate this client uses in `sdp`: its UDP one, or with `tcp` its passive
+    /// TCP one.
+    pub fn candidate_addr(&self, sdp: &str) -> Option<SocketAddr> {
+        if self.tcp {
+            server_tcp_candidate_addr(sdp)
+        } else {
+            server_candidate_addr(sdp)
         }
     }
 
@@ -118,23 +147,34 @@ impl ClientOptions {
         &self,
         leg_seed: u64,
         sdp: &str,
-        proxies: &Mutex<Vec<UdpLinkProxy>>,
+        proxies: &Mutex<Vec<LinkProxy>>,
         drop_ssrc: Option<u32>,
     ) -> anyhow::Result<String> {
         let Some(profile) = &self.link else {
             return Ok(sdp.to_owned());
         };
-        let server =
-            server_candidate_addr(sdp).ok_or_else(|| anyhow!("no server candidate in the SDP"))?;
-        let proxy = UdpLinkProxy::start_dropping(
-            server,
-            profile.clone(),
-            profile.clone(),
-            leg_seed,
-            drop_ssrc,
-        )
-        .await?;
-        let rewritten = rewrite_candidates(sdp, server, proxy.local_addr());
+        let server = self
+            .candidate_addr(sdp)
+            .ok_or_else(|| anyhow!("no server candidate in the SDP"))?;
+        let (proxy, local) = if self.tcp {
+            // (The camera-dropping fault is a UDP link's; TCP repairs every loss anyway.)
+            let proxy =
+                TcpLinkProxy::start(server, profile.clone(), profile.clone(), leg_seed).await?;
+            let local = proxy.local_addr();
+            (LinkProxy::Tcp(proxy), local)
+        } else {
+            let proxy = UdpLinkProxy::start_dropping(
+                server,
+                profile.clone(),
+                profile.clone(),
+                leg_seed,
+                drop_ssrc,
+            )
+            .await?;
+            let local = proxy.local_addr();
+            (LinkProxy::Udp(proxy), local)
+        };
+        let rewritten = rewrite_candidates(sdp, server, local);
         proxies.lock().push(proxy);
         Ok(rewritten)
     }
@@ -151,6 +191,51 @@ pub fn server_candidate_addr(sdp: &str) -> Option<SocketAddr> {
         let ip: std::net::IpAddr = f[4].parse().ok()?;
         Some(SocketAddr::new(ip, f[5].parse().ok()?))
     })
+}
+
+/// The address of the first passive TCP candidate in an SDP (RFC 6544: `… tcp PRIO IP PORT typ
+/// host tcptype passive`).
+pub fn server_tcp_candidate_addr(sdp: &str) -> Option<SocketAddr> {
+    tcp_passive_candidates(sdp)
+        .into_iter()
+        .next()
+        .map(|(addr, _)| addr)
+}
+
+/// Every passive TCP candidate of an SDP, with its `candidate:` line.
+fn tcp_passive_candidates(sdp: &str) -> Vec<(SocketAddr, String)> {
+    sdp.lines()
+        .filter_map(|line| {
+            let candidate = line.trim().strip_prefix("a=")?;
+            let f: Vec<&str> = candidate
+                .strip_prefix("candidate:")?
+                .split_whitespace()
+                .collect();
+            if f.len() < 6 || !f[2].eq_ignore_ascii_case("tcp") {
+                return None;
+            }
+            let passive = f.windows(2).any(|w| w[0] == "tcptype" && w[1] == "passive");
+            let ip: std::net::IpAddr = f[4].parse().ok()?;
+            let port = f[5].parse().ok()?;
+            passive.then(|| (SocketAddr::new(ip, port), candidate.to_owned()))
+        })
+        .collect()
+}
+
+/// Hand the passive TCP candidates of the remote SDP to the peer connection one by one: the
+/// `webrtc` crate opens its ICE-TCP connection only for a candidate added this way, not for one
+/// that arrives inside a description.
+async fn connect_tcp_candidates(pc: &Arc<dyn PeerConnection>, sdp: &str) -> anyhow::Result<()> {
+    for (_, candidate) in tcp_passive_candidates(sdp) {
+        pc.add_ice_candidate(webrtc::peer_connection::RTCIceCandidateInit {
+            candidate,
+            sdp_mid: None,
+            sdp_mline_index: Some(0),
+            ..Default::default()
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// The SDP with every candidate at `from` moved to `to` (every other line untouched, line
@@ -217,7 +302,7 @@ pub struct Classroom {
     media_tasks: Vec<tokio::task::JoinHandle<()>>,
     options: ClientOptions,
     /// The link emulators of both legs, if any; dropped with the classroom.
-    proxies: Arc<Mutex<Vec<UdpLinkProxy>>>,
+    proxies: Arc<Mutex<Vec<LinkProxy>>>,
     /// What this classroom publishes.
     published: Vec<PublishedTrack>,
 }
@@ -345,6 +430,7 @@ const CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) async fn new_peer(
     shared: Arc<Mutex<Shared>>,
     consent_check_interval: Option<Duration>,
+    tcp: bool,
 ) -> anyhow::Result<(
     Arc<dyn PeerConnection>,
     mpsc::UnboundedReceiver<()>,
@@ -363,23 +449,32 @@ pub(crate) async fn new_peer(
         gathered: gathered_tx,
         connected: connected_tx,
     });
-    let mut builder = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_media_engine(media_engine)
-        .with_interceptor_registry(registry);
+    let mut settings = webrtc::peer_connection::SettingEngineBuilder::new();
     if let Some(interval) = consent_check_interval {
         // A peer that checks this rarely waits as long as consent lasts before it gives up.
-        builder = builder.with_setting_engine(
-            rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new()
-                .with_ice_timeouts(Some(CONSENT_TIMEOUT), None, Some(interval))
-                .build(),
-        );
+        settings = settings.with_ice_timeouts(Some(CONSENT_TIMEOUT), None, Some(interval));
     }
-    let pc = builder
-        .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
-        .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
-        .build()
-        .await?;
+    if tcp {
+        // Only TCP candidates (an active one connects to the server's passive candidate).
+        settings = settings.with_network_types(vec![rtc::ice::network_type::NetworkType::Tcp4]);
+    }
+    let builder = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(settings.build())
+        .with_handler(handler as Arc<dyn PeerConnectionEventHandler>);
+    let pc = if tcp {
+        builder
+            .with_tcp_addrs(vec!["127.0.0.1:0".to_owned()])
+            .build()
+            .await?
+    } else {
+        builder
+            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+            .build()
+            .await?
+    };
     Ok((Arc::new(pc), gathered, connected))
 }
 
@@ -506,6 +601,7 @@ impl Classroom {
             let mut gathered = None;
             // The subscribe leg's (server, proxy) addresses, once its emulator runs.
             let mut emulated: Option<(SocketAddr, SocketAddr)> = None;
+            let mut tcp_connecting = false;
             while let Ok(message) = rx.recv().await {
                 let ServerMessage::SubscribeOffer { sdp, tracks } = message else {
                     continue;
@@ -520,17 +616,21 @@ impl Classroom {
                 let existing = slot.lock().clone();
                 let pc = match existing {
                     Some(pc) => pc,
-                    None => match new_peer(shared.clone(), options.consent_check_interval).await {
-                        Ok((pc, g, _)) => {
-                            gathered = Some(g);
-                            *slot.lock() = Some(pc.clone());
-                            pc
+                    None => {
+                        match new_peer(shared.clone(), options.consent_check_interval, options.tcp)
+                            .await
+                        {
+                            Ok((pc, g, _)) => {
+                                gathered = Some(g);
+                                *slot.lock() = Some(pc.clone());
+                                pc
+                            }
+                            Err(err) => {
+                                tracing::warn!(%err, "cannot create subscribe leg");
+                                return;
+                            }
                         }
-                        Err(err) => {
-                            tracing::warn!(%err, "cannot create subscribe leg");
-                            return;
-                        }
-                    },
+                    }
                 };
                 let result: anyhow::Result<String> = async {
                     let sdp = match emulated {
@@ -541,16 +641,21 @@ impl Classroom {
                             let rewritten =
                                 options.proxy_for(leg_seed, &sdp, &proxies, None).await?;
                             if let (Some(s), Some(p)) = (
-                                server_candidate_addr(&sdp),
-                                server_candidate_addr(&rewritten),
+                                options.candidate_addr(&sdp),
+                                options.candidate_addr(&rewritten),
                             ) {
                                 emulated = Some((s, p));
                             }
                             rewritten
                         }
                     };
-                    pc.set_remote_description(RTCSessionDescription::offer(sdp)?)
+                    pc.set_remote_description(RTCSessionDescription::offer(sdp.clone())?)
                         .await?;
+                    // A new leg over ICE-TCP connects to the server's passive candidate.
+                    if options.tcp && gathered.is_some() && !tcp_connecting {
+                        tcp_connecting = true;
+                        connect_tcp_candidates(&pc, &sdp).await?;
+                    }
                     let answer = pc.create_answer(None).await?;
                     // Only a new leg gathers; a renegotiation reuses its candidates.
                     apply_local(&pc, answer, gathered.as_mut()).await
@@ -641,11 +746,7 @@ impl Classroom {
 
     /// Counters of this classroom's emulated links (publish leg first), empty without emulation.
     pub fn link_stats(&self) -> Vec<crate::link::ProxyStats> {
-        self.proxies
-            .lock()
-            .iter()
-            .map(UdpLinkProxy::stats)
-            .collect()
+        self.proxies.lock().iter().map(LinkProxy::stats).collect()
     }
 
     /// Received tracks published by `classroom_id` of `kind`.
@@ -675,8 +776,12 @@ impl Classroom {
         spec: PublishSpec,
         screen: Option<VideoSpec>,
     ) -> anyhow::Result<()> {
-        let (pc, mut gathered, mut connected) =
-            new_peer(self.shared.clone(), self.options.consent_check_interval).await?;
+        let (pc, mut gathered, mut connected) = new_peer(
+            self.shared.clone(),
+            self.options.consent_check_interval,
+            self.options.tcp,
+        )
+        .await?;
         let mut declared = Vec::new();
         let mut audio = None;
         let mut video = None;
@@ -745,8 +850,11 @@ impl Classroom {
                 camera_ssrc.filter(|_| self.options.drop_camera),
             )
             .await?;
-        pc.set_remote_description(RTCSessionDescription::answer(answer)?)
+        pc.set_remote_description(RTCSessionDescription::answer(answer.clone())?)
             .await?;
+        if self.options.tcp {
+            connect_tcp_candidates(&pc, &answer).await?;
+        }
         match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
             Ok(Some(true)) => {}
             _ => bail!("the publish leg did not connect"),

@@ -76,6 +76,8 @@ fn options(cfg: &RunConfig, sh: &Shared, probe: bool, seed: u64) -> ClientOption
     ClientOptions {
         lateness: Some(sh.lateness.clone()),
         measure_only: true,
+        // The probe measures the server on a direct UDP path, whatever the classrooms use.
+        tcp: cfg.tcp && !probe,
         ..ClientOptions::browser_like((!probe).then(|| cfg.link.clone()), seed)
     }
 }

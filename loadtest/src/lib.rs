@@ -15,4 +15,5 @@ pub mod runner;
 pub mod server;
 pub mod slo;
 pub mod stats;
+pub mod tcp_link;
 pub mod whip;

@@ -90,6 +90,8 @@ pub struct RunConfig {
     /// Report the server's RSS and CPU slopes over the window and fail on growth.
     pub soak: bool,
     pub faults: Faults,
+    /// The emulated classrooms reach the server over ICE-TCP only.
+    pub tcp: bool,
 }
 
 impl RunConfig {
@@ -115,6 +117,7 @@ impl RunConfig {
             shard: args.shard,
             soak: args.soak,
             faults: Faults::default(),
+            tcp: args.transport == crate::cli::Transport::Tcp,
         })
     }
 
@@ -520,6 +523,7 @@ mod tests {
             shard: None,
             soak: false,
             faults: Faults::default(),
+            tcp: false,
         }
     }
 

@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 
+use crate::client::LinkProxy;
 use crate::client::{ClientOptions, ReceivedTrack, Shared, local_offer, new_peer};
-use crate::link::UdpLinkProxy;
 use crate::media::{
     OpusOptions, PublishSpec, SenderReport, local_track, payload_type, send_tone, send_video,
 };
@@ -29,7 +29,7 @@ pub struct HttpMediaSession {
     shared: Arc<Mutex<Shared>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The emulated link's proxy, if the session has one.
-    proxies: Arc<Mutex<Vec<UdpLinkProxy>>>,
+    proxies: Arc<Mutex<Vec<LinkProxy>>>,
 }
 
 /// What a WHIP/WHEP server answered to an offer.
@@ -49,7 +49,7 @@ async fn negotiate_over_http(
     pc: &Arc<dyn PeerConnection>,
     gathered: &mut mpsc::UnboundedReceiver<()>,
     connected: &mut mpsc::UnboundedReceiver<bool>,
-    link: (&ClientOptions, &Mutex<Vec<UdpLinkProxy>>),
+    link: (&ClientOptions, &Mutex<Vec<LinkProxy>>),
 ) -> anyhow::Result<Result<(String, String, String), (u16, String)>> {
     let sdp = local_offer(pc, gathered).await?;
     let response = reqwest::Client::new()
@@ -112,7 +112,7 @@ impl HttpMediaSession {
         let proxies = Arc::new(Mutex::new(Vec::new()));
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (pc, mut gathered, mut connected) =
-            new_peer(shared.clone(), options.consent_check_interval).await?;
+            new_peer(shared.clone(), options.consent_check_interval, options.tcp).await?;
         let (audio, audio_ssrc) = local_track(RtpCodecKind::Audio, "audio/opus", 48000, 2);
         pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await?;
         let video = if spec.video.is_some() {
@@ -190,7 +190,7 @@ impl HttpMediaSession {
         use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (pc, mut gathered, mut connected) =
-            new_peer(shared.clone(), consent_check_interval).await?;
+            new_peer(shared.clone(), consent_check_interval, false).await?;
         for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
             pc.add_transceiver_from_kind(
                 kind,

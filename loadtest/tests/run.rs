@@ -34,6 +34,7 @@ fn lesson(duration: Duration, faults: Faults) -> RunConfig {
         shard: None,
         soak: false,
         faults,
+        tcp: false,
     }
 }
 

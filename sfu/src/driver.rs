@@ -1,4 +1,5 @@
-//! The thin I/O loop: one UDP socket, one task, one [`Router`].
+//! The thin I/O loop: one UDP socket (and ICE-TCP on the same port number, [`crate::tcp`]), one
+//! task, one [`Router`].
 //!
 //! Nothing here decides anything. The loop moves datagrams between the socket and the router,
 //! wakes the router at its deadlines, and turns signaling's requests into router calls. Because
@@ -9,11 +10,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rtc::peer_connection::transport::RTCIceCandidateInit;
-use tokio::net::UdpSocket;
+use rtc::shared::TransportProtocol;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::SfuMetrics;
 use crate::router::{Router, RouterEvent};
+use crate::tcp::TcpMedia;
 use crate::{ClassId, ClassroomId, Leg, Role, RouterConfig, SfuError, Source, TrackInfo};
 
 /// Largest datagram we accept; WebRTC keeps packets under the path MTU, so this is generous.
@@ -40,6 +43,7 @@ enum Command {
     ResendOffer(ClassroomId),
     /// Test-only: panic inside the loop, to exercise supervision. Not reachable from the network.
     Panic,
+    Probe(String, Reply<String>),
 }
 
 /// A handle on the running media plane. Cheap to clone; the loop stops when every handle is gone.
@@ -60,14 +64,17 @@ pub async fn start(
     config
         .validate()
         .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
-    let socket = UdpSocket::bind(config.media_addr).await?;
+    let (socket, tcp) = bind(&config).await?;
     let local = socket.local_addr()?;
     let mut config = config;
     config.media_addr = local;
+    let tcp = tcp.map(|listener| TcpMedia::start(listener, config.tcp.clone(), metrics.clone()));
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (event_tx, events) = mpsc::unbounded_channel();
     let router = Router::new(config, metrics.clone());
-    let media = tokio::spawn(run(socket, local, router, command_rx, event_tx, metrics));
+    let media = tokio::spawn(run(
+        socket, tcp, local, router, command_rx, event_tx, metrics,
+    ));
     // The supervisor: a loop that panicked has no media and never will again, so it must not
     // look alive. Its end is published to every handle (health checks, the binary's main).
     let (stopped_tx, stopped) = watch::channel(None);
@@ -98,8 +105,30 @@ pub async fn start(
     ))
 }
 
+/// The UDP socket and, with ICE-TCP, a TCP listener on the same port number. An ephemeral port
+/// (`:0`) is picked for UDP first; if TCP cannot have the same number, another pair is tried.
+async fn bind(config: &RouterConfig) -> std::io::Result<(UdpSocket, Option<TcpListener>)> {
+    const ATTEMPTS: usize = 20;
+    let mut attempt = 0;
+    loop {
+        let socket = UdpSocket::bind(config.media_addr).await?;
+        if !config.ice_tcp {
+            return Ok((socket, None));
+        }
+        match TcpListener::bind(socket.local_addr()?).await {
+            Ok(listener) => return Ok((socket, Some(listener))),
+            Err(err) if config.media_addr.port() == 0 && attempt + 1 < ATTEMPTS => {
+                tracing::debug!(%err, "TCP media port taken, trying another pair");
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 async fn run(
     socket: UdpSocket,
+    mut tcp: Option<TcpMedia>,
     local: SocketAddr,
     mut router: Router,
     mut commands: mpsc::UnboundedReceiver<Command>,
@@ -113,7 +142,11 @@ async fn run(
     let mut forwarded_from: Option<(Instant, u64)> = None;
     loop {
         while let Some(out) = router.poll_transmit() {
-            if let Err(err) = socket.send_to(&out.data, out.to).await {
+            if out.protocol == TransportProtocol::TCP {
+                if let Some(tcp) = tcp.as_mut() {
+                    tcp.send(out.to, &out.data);
+                }
+            } else if let Err(err) = socket.send_to(&out.data, out.to).await {
                 tracing::debug!(to = %out.to, %err, "media send failed");
             }
             if let Some((received, left)) = forwarded_from.as_mut()
@@ -137,6 +170,12 @@ async fn run(
                 None => std::future::pending().await,
             }
         };
+        let tcp_packet = async {
+            match tcp.as_mut() {
+                Some(tcp) => tcp.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             command = commands.recv() => match command {
@@ -155,6 +194,10 @@ async fn run(
                 // ICMP port unreachable from a vanished peer surfaces here on some systems.
                 Err(err) => tracing::debug!(%err, "media receive failed"),
             },
+            Some((from, packet)) = tcp_packet => {
+                metrics.datagrams_received.inc();
+                router.handle_packet(Instant::now(), TransportProtocol::TCP, from, &packet);
+            }
             () = sleep => router.handle_timeout(Instant::now()),
         }
     }
@@ -203,6 +246,9 @@ fn apply(router: &mut Router, command: Command) {
             }
         }
         Command::Panic => panic!("media loop panic requested by a test"),
+        Command::Probe(sdp, reply) => {
+            let _ = reply.send(router.probe_offer(now, sdp));
+        }
     }
 }
 
@@ -339,6 +385,11 @@ impl SfuHandle {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Tracks(class, tx))?;
         rx.await.map_err(|_| SfuError::Stopped)
+    }
+
+    /// A browser's network-check offer (see [`crate::router::PROBE_LIFETIME`]); returns the answer.
+    pub async fn probe_offer(&self, sdp: String) -> Result<String, SfuError> {
+        self.ask(|reply| Command::Probe(sdp, reply)).await
     }
 
     pub async fn transport_count(&self) -> Result<usize, SfuError> {

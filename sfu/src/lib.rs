@@ -3,6 +3,7 @@
 //! - [`router::Router`]: the sans-IO core (classrooms, legs, tracks, forwarding).
 //! - [`policy`]: the one place that decides who receives what.
 //! - [`driver`]: the thin tokio loop that owns the one UDP socket and drives the router.
+//! - [`tcp`]: ICE over TCP on the same port number (RFC 6544 / RFC 4571), for the driver.
 
 pub mod codecs;
 pub mod demux;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod policy;
 pub mod router;
 pub mod sdp;
+pub mod tcp;
 /// In-memory peers and fake time for tests and benchmarks; not part of the server build.
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -46,6 +48,12 @@ pub struct RouterConfig {
     /// How long a leg stays served without a successful consent check from its peer (RFC 7675:
     /// 30 s). Peers check every 5 s ± 20 %; only after this long is the leg lost.
     pub consent_timeout: Duration,
+    /// Offer the UDP host candidate (off: a test of networks that block UDP).
+    pub media_udp: bool,
+    /// ICE over TCP (RFC 6544): a passive TCP candidate on the media port number.
+    pub ice_tcp: bool,
+    /// What the TCP side of the media port may hold: connections, queued bytes, idle time.
+    pub tcp: tcp::TcpLimits,
 }
 
 impl RouterConfig {
@@ -56,6 +64,9 @@ impl RouterConfig {
             keyframe_request_interval: Duration::from_secs(1),
             nack_buffer_packets: 512,
             consent_timeout: Duration::from_secs(30),
+            media_udp: true,
+            ice_tcp: true,
+            tcp: tcp::TcpLimits::default(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Counters the media plane keeps for `/metrics`.
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -20,6 +21,9 @@ pub struct SfuMetrics {
     /// From a media datagram received to each RTP datagram it made the server forward being
     /// handed to the socket (observed by the driver).
     pub forward_delay: Histogram,
+    /// ICE-TCP connections accepted on the media port, and open now.
+    pub ice_tcp_connections: Counter,
+    pub ice_tcp_connections_open: Gauge,
 }
 
 impl Default for SfuMetrics {
@@ -30,6 +34,8 @@ impl Default for SfuMetrics {
             keyframe_requests: Counter::default(),
             datagrams_received: Counter::default(),
             forward_delay: Histogram::new(FORWARD_DELAY_BUCKETS),
+            ice_tcp_connections: Counter::default(),
+            ice_tcp_connections_open: Gauge::default(),
         }
     }
 }
@@ -62,6 +68,16 @@ impl SfuMetrics {
              being sent",
             prometheus_client::registry::Unit::Seconds,
             self.forward_delay.clone(),
+        );
+        registry.register(
+            "tandem_ice_tcp_connections",
+            "ICE-TCP connections accepted on the media port (classrooms whose network blocks UDP)",
+            self.ice_tcp_connections.clone(),
+        );
+        registry.register(
+            "tandem_ice_tcp_connections_open",
+            "ICE-TCP connections open now",
+            self.ice_tcp_connections_open.clone(),
         );
     }
 }

@@ -35,11 +35,16 @@ use crate::track::{MediaKind, Source, TrackInfo};
 use crate::transport::{Transport, TransportKey};
 use crate::{RouterConfig, SfuError};
 
+mod probe;
+pub use probe::{MAX_PROBES, PROBE_LIFETIME};
+
 /// A datagram the router wants on the wire.
 #[derive(Debug)]
 pub struct Transmit {
     pub to: SocketAddr,
     pub data: BytesMut,
+    /// UDP, or the ICE-TCP connection from `to` (the driver frames it, RFC 4571).
+    pub protocol: TransportProtocol,
 }
 
 /// A published track as carried on one subscriber's leg.
@@ -154,6 +159,8 @@ pub struct Router {
     transports: HashMap<TransportKey, Transport>,
     by_ufrag: HashMap<String, TransportKey>,
     by_addr: HashMap<SocketAddr, TransportKey>,
+    /// ICE-TCP connections, by the peer's address (a TCP and a UDP peer may share one).
+    by_tcp_addr: HashMap<SocketAddr, TransportKey>,
     members: HashMap<ClassroomId, Member>,
     classes: HashMap<ClassId, ClassMedia>,
     /// Published tracks, by server id.
@@ -163,6 +170,8 @@ pub struct Router {
     transmits: VecDeque<Transmit>,
     events: VecDeque<RouterEvent>,
     dirty: HashSet<TransportKey>,
+    /// Network-check legs ([`probe`]), closed by time.
+    probes: probe::Probes,
 }
 
 impl Router {
@@ -175,6 +184,7 @@ impl Router {
             transports: HashMap::new(),
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
+            by_tcp_addr: HashMap::new(),
             members: HashMap::new(),
             classes: HashMap::new(),
             tracks: HashMap::new(),
@@ -182,6 +192,7 @@ impl Router {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             dirty: HashSet::new(),
+            probes: probe::Probes::default(),
         }
     }
 
@@ -564,11 +575,24 @@ impl Router {
         Ok(())
     }
 
-    /// A datagram arrived on the shared media port.
+    /// A datagram arrived on the shared media port (bound at `_local`: a wildcard or a private
+    /// address behind NAT; the ICE agent knows the port by its announced address).
     pub fn handle_datagram(
         &mut self,
         now: Instant,
-        local: SocketAddr,
+        _local: SocketAddr,
+        from: SocketAddr,
+        data: &[u8],
+    ) {
+        self.handle_packet(now, TransportProtocol::UDP, from, data);
+    }
+
+    /// A packet arrived on the media port over `protocol`: a UDP datagram, or one RFC 4571 frame
+    /// of the ICE-TCP connection from `from` (the driver undoes the framing).
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        protocol: TransportProtocol,
         from: SocketAddr,
         data: &[u8],
     ) {
@@ -587,26 +611,33 @@ impl Router {
                     tracing::debug!(%from, "connectivity check without valid integrity ignored");
                     return;
                 }
-                self.on_consent(now, key, from);
+                self.on_consent(now, key, protocol, from);
                 key
             }
-            None => match self.by_addr.get(&from) {
+            None => match self.addresses(protocol).get(&from) {
                 Some(key) => *key,
                 // Not from a verified address of any leg: a stray, a scanner, a leg closed.
                 None => return,
             },
         };
         let Some(transport) = self.transports.get_mut(&key) else {
-            self.by_addr.remove(&from);
+            match protocol {
+                TransportProtocol::TCP => self.by_tcp_addr.remove(&from),
+                _ => self.by_addr.remove(&from),
+            };
             return;
         };
+        // The ICE agent finds the candidate a packet reached by its address, which is the announced
+        // one (`--public-ip`), not the socket's own (`0.0.0.0`, or a private address behind NAT):
+        // the server has one host candidate per protocol, all at that address.
+        let local_addr = self.config.announced_addr();
         let read = transport.pc.handle_read(TaggedBytesMut {
             now,
             transport: TransportContext {
-                local_addr: local,
+                local_addr,
                 peer_addr: from,
                 ecn: None,
-                transport_protocol: TransportProtocol::UDP,
+                transport_protocol: protocol,
             },
             message: BytesMut::from(data),
         });
@@ -631,7 +662,11 @@ impl Router {
             .values()
             .filter(|t| t.connected)
             .filter_map(|t| t.consent_expires(timeout));
-        legs.into_iter().chain(keyframes).chain(consent).min()
+        legs.into_iter()
+            .chain(keyframes)
+            .chain(consent)
+            .chain(self.probes.deadline())
+            .min()
     }
 
     /// Time has passed: retransmissions, reports, consent checks, deferred keyframe requests.
@@ -671,6 +706,7 @@ impl Router {
         for track in deferred {
             self.send_pli(now, &track);
         }
+        self.expire_probes(now);
         self.flush();
     }
 
@@ -747,6 +783,7 @@ impl Router {
             }
             self.by_ufrag.remove(&transport.ufrag);
             self.by_addr.retain(|_, k| *k != key);
+            self.by_tcp_addr.retain(|_, k| *k != key);
             self.track_by_leg.retain(|(k, _), _| *k != key);
         }
         self.dirty.remove(&key);
@@ -756,6 +793,7 @@ impl Router {
         self.transmits.push_back(Transmit {
             to: out.transport.peer_addr,
             data: out.message,
+            protocol: out.transport.transport_protocol,
         });
     }
 
@@ -768,6 +806,7 @@ impl Router {
                     self.transmits.push_back(Transmit {
                         to: out.transport.peer_addr,
                         data: out.message,
+                        protocol: out.transport.transport_protocol,
                     });
                 }
             }
@@ -855,14 +894,31 @@ impl Router {
 
     /// A verified connectivity check from `from` for the leg `key`: its address is the leg's, and
     /// its consent is fresh again.
-    fn on_consent(&mut self, now: Instant, key: TransportKey, from: SocketAddr) {
+    /// The verified remote addresses of the legs, for packets over `protocol`.
+    fn addresses(&self, protocol: TransportProtocol) -> &HashMap<SocketAddr, TransportKey> {
+        match protocol {
+            TransportProtocol::TCP => &self.by_tcp_addr,
+            _ => &self.by_addr,
+        }
+    }
+
+    fn on_consent(
+        &mut self,
+        now: Instant,
+        key: TransportKey,
+        protocol: TransportProtocol,
+        from: SocketAddr,
+    ) {
         let Some(t) = self.transports.get_mut(&key) else {
             return;
         };
         t.consent_at = Some(now);
         if t.remote_addr != Some(from) {
             t.remote_addr = Some(from);
-            self.by_addr.insert(from, key);
+            match protocol {
+                TransportProtocol::TCP => self.by_tcp_addr.insert(from, key),
+                _ => self.by_addr.insert(from, key),
+            };
         }
         if !t.connected && t.pc_up {
             self.update_leg_state(now, key);

@@ -41,6 +41,9 @@ pub struct Transport {
     /// When the peer last sent a connectivity check that verified (RFC 7675 consent).
     pub consent_at: Option<Instant>,
     pub remote_addr: Option<SocketAddr>,
+    /// Which host candidates this leg announces (see [`RouterConfig`]).
+    udp: bool,
+    tcp: bool,
 }
 
 impl Transport {
@@ -82,6 +85,8 @@ impl Transport {
             pc_up: false,
             consent_at: None,
             remote_addr: None,
+            udp: config.media_udp,
+            tcp: config.ice_tcp,
         })
     }
 
@@ -116,9 +121,16 @@ impl Transport {
         Some((value("a=ice-ufrag:")?, value("a=ice-pwd:")?))
     }
 
-    /// Announce the shared media port as this leg's only candidate.
+    /// Announce the shared media port as this leg's candidates: UDP and, with ICE-TCP, a passive
+    /// TCP candidate on the same port number (RFC 6544 §4.5: the server only accepts).
     pub fn add_host_candidate(&mut self, announced: SocketAddr) -> Result<(), SfuError> {
-        self.pc.add_local_candidate(host_candidate(announced)?)?;
+        if self.udp {
+            self.pc.add_local_candidate(host_candidate(announced)?)?;
+        }
+        if self.tcp {
+            self.pc
+                .add_local_candidate(passive_tcp_candidate(announced)?)?;
+        }
         // The end-of-gathering sentinel: a lite server has nothing more to gather.
         self.pc
             .add_local_candidate(RTCIceCandidateInit::default())?;
@@ -140,6 +152,23 @@ pub fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, SfuError>
             ..Default::default()
         },
         ..Default::default()
+    }
+    .new_candidate_host()?;
+    Ok(RTCIceCandidate::from(&candidate).to_json()?)
+}
+
+/// A passive TCP host candidate at `addr` (`tcptype passive`, RFC 6544). Its priority is below
+/// the UDP candidate's (RFC 6544 §4.2), so a peer that reaches both uses UDP.
+pub fn passive_tcp_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, SfuError> {
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "tcp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        tcp_type: rtc::ice::tcp_type::TcpType::Passive,
     }
     .new_candidate_host()?;
     Ok(RTCIceCandidate::from(&candidate).to_json()?)

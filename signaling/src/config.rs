@@ -128,6 +128,53 @@ pub struct Config {
     /// (fractions allowed).
     #[arg(long, env = "TANDEM_RETENTION_DAYS", default_value_t = 365.0)]
     pub retention_days: f64,
+    /// ICE over TCP (RFC 6544) on the media port number, for networks that block UDP: on | off.
+    #[arg(long, env = "TANDEM_ICE_TCP", default_value = "on", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub ice_tcp: bool,
+    /// Offer media over UDP: on | off (off: only TCP and TURN, to test a network that blocks UDP).
+    #[arg(long, env = "TANDEM_MEDIA_UDP", default_value = "on", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub media_udp: bool,
+    /// ICE-TCP connections open at once; more are refused.
+    #[arg(long, env = "TANDEM_ICE_TCP_MAX_CONNECTIONS", default_value_t = 1000)]
+    pub ice_tcp_max_connections: usize,
+    /// Bytes queued to one ICE-TCP connection; packets beyond are dropped.
+    #[arg(long, env = "TANDEM_ICE_TCP_MAX_QUEUED_BYTES", default_value_t = 256 * 1024)]
+    pub ice_tcp_max_queued_bytes: usize,
+    /// Seconds an ICE-TCP connection may stay silent before it is closed.
+    #[arg(long, env = "TANDEM_ICE_TCP_IDLE_SECS", default_value_t = 30)]
+    pub ice_tcp_idle_secs: u64,
+    /// HTTPS: the certificate chain (PEM), reloaded with the key on SIGHUP.
+    #[arg(
+        long,
+        env = "TANDEM_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// HTTPS: the private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "TANDEM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// HTTPS with a certificate made for this server's names and addresses, kept in the data
+    /// folder (a school LAN without a domain; browsers must be told to trust it).
+    #[arg(long, env = "TANDEM_TLS_SELF_SIGNED")]
+    pub tls_self_signed: bool,
+    /// Extra DNS names or IP addresses for the `--tls-self-signed` certificate (comma separated).
+    #[arg(long, env = "TANDEM_TLS_NAMES", value_delimiter = ',')]
+    pub tls_names: Vec<String>,
+    /// With HTTPS on: a plain-HTTP address that redirects every request to HTTPS.
+    #[arg(long, env = "TANDEM_HTTP_REDIRECT_LISTEN")]
+    pub http_redirect_listen: Option<SocketAddr>,
+    /// TURN servers handed to clients, e.g. `turn:turn.example.org:3478?transport=udp` (repeat the
+    /// flag, or comma separated in the env variable).
+    #[arg(long = "turn-url", env = "TANDEM_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Vec<String>,
+    /// The TURN server's `static-auth-secret` (coturn `use-auth-secret`): clients get
+    /// time-limited credentials made from it, never the secret.
+    #[arg(long, env = "TANDEM_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// How long the TURN credentials minted for one join stay valid.
+    #[arg(long, env = "TANDEM_TURN_CREDENTIAL_TTL_SECS", default_value_t = 12 * 3600)]
+    pub turn_credential_ttl_secs: u64,
 }
 
 /// A `u16` that is a power of two (the retransmission buffer indexes modulo its size).
@@ -145,6 +192,11 @@ fn power_of_two(value: &str) -> Result<u16, String> {
 }
 
 impl Config {
+    /// Whether the pages and the API are served over HTTPS.
+    pub fn https(&self) -> bool {
+        self.tls_cert.is_some() || self.tls_self_signed
+    }
+
     /// The whiteboard limits these settings name.
     pub fn board_limits(&self) -> crate::classboard::board::BoardLimits {
         crate::classboard::board::BoardLimits {

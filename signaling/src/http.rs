@@ -74,6 +74,10 @@ pub fn routes(state: AppState) -> Router {
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .route("/ws", get(websocket))
+        .route(
+            "/api/classes/{class_id}/netcheck",
+            post(crate::netcheck::netcheck),
+        )
         .merge(whip::routes())
         .fallback(get(|uri: Uri| async move { crate::web::asset(uri.path()) }))
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
@@ -236,7 +240,8 @@ fn base_url(hub: &Hub, headers: &HeaderMap) -> String {
         })
         .map(str::to_owned)
         .unwrap_or_else(|| hub.config.listen.to_string());
-    format!("http://{host}")
+    let scheme = if hub.config.https() { "https" } else { "http" };
+    format!("{scheme}://{host}")
 }
 
 #[derive(Deserialize)]

@@ -403,6 +403,11 @@ impl Hub {
                 tracks,
                 media_kept,
                 limits: ClientLimits::new(class.board.limits(), class.polls.limits()),
+                ice_servers: crate::turn::ice_servers(
+                    &self.config,
+                    std::time::SystemTime::now(),
+                    seat.classroom_id.as_str(),
+                ),
             };
             let announce = if resumed {
                 ServerMessage::ParticipantState {

@@ -9,12 +9,15 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod netcheck;
 pub mod process;
 pub mod protocol;
 pub mod reports;
 pub mod serve;
 pub mod store;
+pub mod tls;
 pub mod token;
+pub mod turn;
 pub mod web;
 pub mod whip;
 pub mod ws;
@@ -33,6 +36,12 @@ pub use config::Config;
 pub struct Server {
     pub http_addr: SocketAddr,
     pub media_addr: SocketAddr,
+    /// `https` with TLS on, else `http`.
+    pub scheme: &'static str,
+    /// SHA-256 of the HTTPS certificate (`AB:CD:…`), with TLS on.
+    pub tls_fingerprint: Option<String>,
+    /// The plain-HTTP address that redirects to HTTPS, if any.
+    pub redirect_addr: Option<SocketAddr>,
     pub hub: Arc<hub::Hub>,
     /// How many connections the open-file limit leaves room for.
     pub max_connections: usize,
@@ -116,6 +125,8 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let store =
         store::Store::open(&config.data_dir.join("tandem.db")).context("opening the database")?;
     let tokens = token::TokenKey::new(&load_secret(&config)?);
+    turn::validate(&config)?;
+    let tls = tls::Tls::from_config(&config).context("setting up HTTPS")?;
 
     let sfu_metrics = Arc::new(SfuMetrics::default());
     let mut router_config = RouterConfig::new(config.media_listen);
@@ -127,6 +138,13 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     router_config
         .validate()
         .context("invalid media-plane settings")?;
+    router_config.ice_tcp = config.ice_tcp;
+    router_config.media_udp = config.media_udp;
+    router_config.tcp = tandem_sfu::tcp::TcpLimits {
+        max_connections: config.ice_tcp_max_connections,
+        max_queued_bytes: config.ice_tcp_max_queued_bytes,
+        idle_timeout: std::time::Duration::from_secs(config.ice_tcp_idle_secs),
+    };
     let (sfu, events) = tandem_sfu::driver::start(router_config, sfu_metrics.clone())
         .await
         .with_context(|| format!("binding media port {}", config.media_listen))?;
@@ -161,10 +179,41 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     hub.spawn_housekeeping();
     let state = http::AppState::new(hub.clone(), Arc::new(metrics::Metrics::new(&sfu_metrics)));
     let app = http::routes(state);
-    let task = tokio::spawn(serve::accept(listener, app, limits, hub.shutdown_signal()));
+    let mut redirect_addr = None;
+    let tls_fingerprint = tls.as_ref().map(tls::Tls::fingerprint);
+    if let Some(tls) = &tls {
+        tls.reload_on_sighup().context("listening for SIGHUP")?;
+        if let Some(addr) = hub.config.http_redirect_listen {
+            let redirect = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            redirect_addr = Some(redirect.local_addr()?);
+            tokio::spawn(serve::accept(
+                redirect,
+                tls::redirect_app(tls::https_base(http_addr)),
+                limits.clone(),
+                hub.shutdown_signal(),
+                None,
+            ));
+        }
+    }
+    let task = tokio::spawn(serve::accept(
+        listener,
+        app,
+        limits,
+        hub.shutdown_signal(),
+        tls,
+    ));
     Ok(Server {
         http_addr,
         media_addr,
+        scheme: if tls_fingerprint.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+        tls_fingerprint,
+        redirect_addr,
         hub,
         max_connections,
         open_connections,

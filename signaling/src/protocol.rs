@@ -259,6 +259,9 @@ pub enum ServerMessage {
         /// server would refuse.
         #[serde(default)]
         limits: ClientLimits,
+        /// TURN (and STUN) servers with credentials for this join, for `RTCConfiguration.iceServers`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<crate::turn::IceServer>,
     },
     PublishAnswer {
         sdp: String,

@@ -112,6 +112,7 @@ pub async fn accept(
     app: Router,
     limits: ServeLimits,
     mut shutdown: watch::Receiver<bool>,
+    tls: Option<crate::tls::Tls>,
 ) {
     loop {
         let (stream, peer) = tokio::select! {
@@ -134,8 +135,21 @@ pub async fn accept(
         };
         prepare_accepted(&stream);
         let (app, limits, shutdown) = (app.clone(), limits.clone(), shutdown.clone());
+        let tls = tls.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, slot, app, &limits, shutdown).await;
+            match tls {
+                None => serve_connection(stream, peer, slot, app, &limits, shutdown).await,
+                // The handshake holds the connection's slot, and gets as long as headers do.
+                Some(tls) => {
+                    match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, slot, app, &limits, shutdown).await
+                        }
+                        Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
         });
     }
 }

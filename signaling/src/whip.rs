@@ -137,7 +137,11 @@ struct Session {
 pub struct Sessions(DashMap<String, Session>);
 
 /// An HTTP error in the shape every Tandem API error has.
-struct WhipError(StatusCode, ErrorCode, String);
+pub(crate) struct WhipError(
+    pub(crate) StatusCode,
+    pub(crate) ErrorCode,
+    pub(crate) String,
+);
 
 impl IntoResponse for WhipError {
     fn into_response(self) -> Response {
@@ -160,7 +164,7 @@ impl From<HubError> for WhipError {
     }
 }
 
-fn sdp_error(err: SfuError) -> WhipError {
+pub(crate) fn sdp_error(err: SfuError) -> WhipError {
     match err {
         SfuError::NothingToView => WhipError(
             StatusCode::CONFLICT,
@@ -183,7 +187,7 @@ fn sdp_error(err: SfuError) -> WhipError {
 
 /// The token of an `Authorization: Bearer <token>` header. The scheme name is case-insensitive
 /// (RFC 9110 §11.1), so `bearer` and `BEARER` are as good as `Bearer`.
-fn bearer(headers: &HeaderMap) -> Result<&str, WhipError> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, WhipError> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -201,7 +205,7 @@ fn bearer(headers: &HeaderMap) -> Result<&str, WhipError> {
         })
 }
 
-fn require_content_type(headers: &HeaderMap, want: &str) -> Result<(), WhipError> {
+pub(crate) fn require_content_type(headers: &HeaderMap, want: &str) -> Result<(), WhipError> {
     let got = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -241,7 +245,7 @@ fn attribute<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Check the class and token the way RFC 9725 wants the answers: 404, 401, 403.
-fn authorise(hub: &Hub, class_id: &str, token: &str) -> Result<(), WhipError> {
+pub(crate) fn authorise(hub: &Hub, class_id: &str, token: &str) -> Result<(), WhipError> {
     hub.class_for_token(class_id, token)
         .map(|_| ())
         .map_err(|err| -> WhipError {
@@ -338,6 +342,11 @@ async fn create(
         }
     };
 
+    let ice_servers = crate::turn::ice_servers(
+        &hub.config,
+        std::time::SystemTime::now(),
+        seat.classroom_id.as_str(),
+    );
     let id = Alphanumeric.sample_string(&mut rand::rng(), 20);
     let location = format!("/{}/{class_id}/{id}", direction.path());
     tracing::info!(class = %class_id, classroom = %seat.classroom_id, ?direction, "WHIP/WHEP session opened");
@@ -357,6 +366,12 @@ async fn create(
     }
     if let Ok(v) = HeaderValue::from_str(&format!("\"{ice_ufrag}\"")) {
         h.insert(header::ETAG, v);
+    }
+    // RFC 9725 §4.6: the TURN servers (with this session's credentials) the client may use.
+    for link in crate::turn::link_headers(&ice_servers) {
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            h.append(header::LINK, v);
+        }
     }
     Ok(response)
 }

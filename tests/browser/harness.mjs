@@ -16,10 +16,11 @@ export const OUT = resolve('tests/output');
 
 /** The `tandem` binary on a fresh data folder; `start` again reuses the folder (a restart). */
 export class TandemServer {
-  /** `logLimit`: how many characters of the server's log to keep (the tail). */
-  constructor({ dataPrefix, logLimit }) {
+  /** `logLimit`: how many characters of the server's log to keep (the tail); `args`: extra flags. */
+  constructor({ dataPrefix, logLimit, args = [] }) {
     this.dataDir = mkdtempSync(join(tmpdir(), dataPrefix));
     this.logLimit = logLimit;
+    this.args = args;
     this.log = '';
     this.proc = null;
   }
@@ -29,7 +30,7 @@ export class TandemServer {
    * once it is ready; `mediaAddr` is then the media port's address.
    */
   start(listen = '127.0.0.1:0', mediaListen = '127.0.0.1:0') {
-    const proc = spawn(BIN, ['--listen', listen, '--media-listen', mediaListen, '--data-dir', this.dataDir], {
+    const proc = spawn(BIN, ['--listen', listen, '--media-listen', mediaListen, '--data-dir', this.dataDir, ...this.args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, TANDEM_LOG: process.env.TANDEM_LOG || 'info' },
     });
@@ -42,6 +43,7 @@ export class TandemServer {
       createInterface({ input: proc.stdout }).on('line', (line) => {
         const m = /^TANDEM_READY http=(\S+) media=(\S+)/.exec(line);
         if (m) {
+          this.media = m[2];
           clearTimeout(timer);
           this.mediaAddr = m[2];
           resolveReady(m[1].startsWith('http') ? m[1] : `http://${m[1]}`);
@@ -75,12 +77,16 @@ export function prepare() {
   mkdirSync(OUT, { recursive: true });
 }
 
-/** Headless Chromium with fake media devices; `extraArgs` are added to the shared flags. */
-export function launchChromium(extraArgs = []) {
+/**
+ * Headless Chromium with fake media devices; `extraArgs` are added to the shared flags, `env`
+ * to its environment (e.g. a HOME whose NSS database trusts a test CA).
+ */
+export function launchChromium(extraArgs = [], env = undefined) {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     timeout: 30_000,
+    ...(env ? { env: { ...process.env, ...env } } : {}),
     args: [
       '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync',

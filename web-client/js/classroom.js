@@ -36,7 +36,7 @@ export async function renderClassroom(root, { classId, token, onLive }) {
   const info = await openClass(root, { classId, token, retry: () => renderClassroom(root, { classId, token, onLive }) });
   if (!info) return;
   const name = await askName(root, info, NAME_FORM);
-  const media = await runDeviceCheck(root, { confirmKey: 'classroom.join', headingParams: { title: info.title } });
+  const media = await runDeviceCheck(root, { confirmKey: 'classroom.join', headingParams: { title: info.title }, netcheck: { classId, token } });
   const live = new LiveSession({
     token,
     name,

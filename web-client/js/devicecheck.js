@@ -4,12 +4,14 @@
 import { h, setText, clear } from './dom.js';
 import { openMedia, listDevices, stopStream, LevelMeter, animateMeter, MediaError } from './media.js';
 import { attachStream, videoElement, levelMeter, announce } from './ui.js';
+import { checkNetwork, verdict } from './netcheck.js';
 
 /**
  * Render the check into `root`. `confirmKey`: label of the go-on button ("Go live", "Join class").
+ * `netcheck` ({classId, token}): also test which paths of this network reach the media server.
  * Resolves to {stream, camera, microphone}.
  */
-export function runDeviceCheck(root, { confirmKey, headingParams }) {
+export function runDeviceCheck(root, { confirmKey, headingParams, netcheck }) {
   return new Promise((resolve) => {
     const stream = new MediaStream();
     let stopMeter = () => {};
@@ -34,7 +36,8 @@ export function runDeviceCheck(root, { confirmKey, headingParams }) {
           h('label', { for: 'mic-select', i18n: 'device.microphone' }), micSelect,
           h('span', { class: 'meter-label', i18n: 'device.micLevel', 'aria-hidden': 'true' }), meter,
           problems,
-          h('div', { class: 'actions' }, retry, confirm)))));
+          h('div', { class: 'actions' }, retry, confirm))),
+      netcheck ? networkCheck(netcheck) : null));
     root.querySelector('h1').focus();
 
     const track = (kind) => (kind === 'camera' ? stream.getVideoTracks()[0] : stream.getAudioTracks()[0]) || null;
@@ -132,3 +135,39 @@ export function runDeviceCheck(root, { confirmKey, headingParams }) {
 }
 
 export { stopStream };
+
+/** The school network box: UDP, TCP and TURN, each checked against the server, and the verdict. */
+function networkCheck({ classId, token }) {
+  const rows = {};
+  const list = h('ul', { class: 'network-paths' });
+  for (const path of ['udp', 'tcp', 'turn']) {
+    const state = h('span', { class: 'network-state', i18n: 'network.state.pending', testid: `network-${path}`, dataset: { state: 'pending' } });
+    rows[path] = state;
+    list.append(h('li', {}, h('span', { i18n: `network.path.${path}` }), ' ', state));
+  }
+  const summary = h('p', { class: 'network-verdict', i18n: 'network.checking', testid: 'network-verdict', role: 'status' });
+  const post = async (sdp) => {
+    const res = await fetch(`/api/classes/${encodeURIComponent(classId)}/netcheck`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/sdp', authorization: `Bearer ${token}` },
+      body: sdp,
+    });
+    const links = res.headers.get('link');
+    return { status: res.status, sdp: await res.text(), links: links ? [links] : [] };
+  };
+  checkNetwork({
+    post,
+    onResult: (path, state) => {
+      rows[path].dataset.state = state;
+      setText(rows[path], `network.state.${state}`);
+    },
+  }).then((results) => {
+    const best = verdict(results);
+    summary.dataset.verdict = best;
+    setText(summary, `network.verdict.${best}`);
+  });
+  return h('section', { class: 'network-check', testid: 'network-check', 'aria-labelledby': 'network-heading' },
+    h('h2', { id: 'network-heading', i18n: 'network.heading' }),
+    h('p', { i18n: 'network.intro' }),
+    list, summary);
+}

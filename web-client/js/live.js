@@ -73,6 +73,8 @@ export class LiveSession extends EventTarget {
     this.#setPolls(reducePolls(this.polls, welcome));
     // The server forgets the preference when this classroom comes back as a new session.
     if (this.audioOnly) this.signaling.send(msg.subscribePrefs(false));
+    // TURN servers with credentials minted for this join (a resume brings fresh ones).
+    this.iceServers = welcome.ice_servers || [];
     // A resume that kept the media legs changes nothing in them; a first join, or a resume the
     // server could not keep the legs for, starts both legs from scratch.
     if (welcome.resumed && welcome.media_kept && this.rtc && !this.rtc.closed) {
@@ -84,7 +86,8 @@ export class LiveSession extends EventTarget {
 
   #rebuildRtc() {
     if (this.rtc) this.rtc.close();
-    const rtc = new RtcSession({ send: (m) => this.signaling.send(m) });
+    // TURN servers with this join's credentials, for networks that reach the server no other way.
+    const rtc = new RtcSession({ send: (m) => this.signaling.send(m), iceServers: this.iceServers || [] });
     this.rtc = rtc;
     this.prevStats.clear();
     this.progress.clear();

@@ -5,7 +5,7 @@
 
 import { msg, msidByMid } from './protocol.js';
 
-const PC_CONFIG = { iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' };
+const PC_CONFIG = { bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' };
 
 /** A leg `disconnected` this long has lost its path, not a packet or two: restart its ICE. */
 export const RESTART_AFTER_DISCONNECTED_MS = 3000;
@@ -27,13 +27,15 @@ export const RESTART_RETRY_MS = 15_000;
  * every RESTART_RETRY_MS until it is connected.
  */
 export class RtcSession extends EventTarget {
+  /** `iceServers`: the `ice_servers` of `welcome` (TURN with credentials minted for this join). */
   constructor({
-    send, RTCPeerConnectionImpl = globalThis.RTCPeerConnection,
+    send, RTCPeerConnectionImpl = globalThis.RTCPeerConnection, iceServers = [],
     setTimeout: setTimer = globalThis.setTimeout.bind(globalThis),
     clearTimeout: clearTimer = globalThis.clearTimeout.bind(globalThis),
   }) {
     super();
     this.send = send;
+    this.pcConfig = { ...PC_CONFIG, iceServers };
     this.Impl = RTCPeerConnectionImpl;
     this.setTimer = setTimer;
     this.clearTimer = clearTimer;
@@ -57,7 +59,7 @@ export class RtcSession extends EventTarget {
   }
 
   #createPc(leg) {
-    const pc = new this.Impl(PC_CONFIG);
+    const pc = new this.Impl(this.pcConfig);
     pc.onicecandidate = (e) => {
       if (e.candidate && e.candidate.candidate && !this.closed) {
         this.send(msg.iceCandidate(leg, e.candidate.toJSON ? e.candidate.toJSON() : e.candidate));

@@ -21,7 +21,7 @@ import { teacherPollPanel } from './poll-ui.js';
 export async function renderTeacher(root, { classId, token, onLive }) {
   const info = await openClass(root, { classId, token, retry: () => renderTeacher(root, { classId, token, onLive }) });
   if (!info) return;
-  const media = await runDeviceCheck(root, { confirmKey: 'teacher.goLive', headingParams: { title: info.title } });
+  const media = await runDeviceCheck(root, { confirmKey: 'teacher.goLive', headingParams: { title: info.title }, netcheck: { classId, token } });
   const live = new LiveSession({
     token,
     name: info.teacher_name,

@@ -250,3 +250,15 @@ test('a publish offer whose answer was lost with the WebSocket goes out again af
   await rtc.resumed();
   assert.equal(sent.filter((m) => m.type === 'publish_offer').length, 2, 'nothing to repeat once answered');
 });
+
+test('both legs use the TURN servers of the welcome, with their credentials', async () => {
+  const iceServers = [{ urls: ['turn:turn.example.org:3478?transport=udp'], username: '1700000000:r_1', credential: 'c2VjcmV0' }];
+  FakePC.all = [];
+  const withTurn = new RtcSession({ send: () => {}, RTCPeerConnectionImpl: FakePC, iceServers });
+  await withTurn.publish([{ source: 'microphone', track: mic, stream }]);
+  assert.equal(FakePC.all.length, 2);
+  for (const pc of FakePC.all) {
+    assert.deepEqual(pc.config.iceServers, iceServers);
+    assert.equal(pc.config.bundlePolicy, 'max-bundle');
+  }
+});
