@@ -11,7 +11,7 @@ use serde_json::json;
 use support::*;
 use tandem_loadtest::client::Classroom;
 use tandem_signaling::classboard::board::{BoardOp, Catchup};
-use tandem_signaling::classboard::poll::PollState;
+use tandem_signaling::classboard::poll::{PollLimits, PollState};
 use tandem_signaling::protocol::{ErrorCode, ParticipantRole, ServerMessage};
 
 async fn lesson(base: &str, links: &NewClass) -> (Classroom, Classroom, Classroom) {
@@ -129,7 +129,7 @@ async fn a_classroom_draws_only_when_the_teacher_allows_and_a_pupil_never() {
     assert_eq!(wait_error(&b, "board_op").await, ErrorCode::Forbidden);
     // A may not change the page or permissions even while it may draw.
     draw(&a, json!({"op":"add_page"}));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_errors(&a, 3).await;
     assert_eq!(
         errors(&a),
         vec![
@@ -161,7 +161,7 @@ async fn a_classroom_draws_only_when_the_teacher_allows_and_a_pupil_never() {
     );
     wait_seq(&a, 4).await;
     draw(&a, json!({"op":"erase","object_ids":["a:2"]}));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_errors(&a, 4).await;
     assert_eq!(errors(&a).len(), 4);
     let board = board_seen(&teacher);
     assert_eq!(board.seq, 4);
@@ -181,6 +181,15 @@ async fn a_stroke_over_the_points_limit_is_refused_to_its_author_only() {
     .await;
     let links = create_class(&s.base, "Limits").await;
     let (teacher, a, b) = lesson(&s.base, &links).await;
+    // Every screen learns the limits in its welcome, so its UI can stay within them.
+    for c in [&teacher, &a, &b] {
+        let Some(ServerMessage::Welcome { limits, .. }) = c.log().into_iter().next() else {
+            panic!("welcome first")
+        };
+        assert_eq!(limits.max_points_per_stroke, 10);
+        assert_eq!(limits.max_pages, 2);
+        assert_eq!(limits.max_poll_options, PollLimits::default().max_options);
+    }
     draw(
         &teacher,
         json!({"op":"set_draw_permission","target":"all","allowed":true}),

@@ -52,3 +52,42 @@ pub async fn create_class(base: &str, title: &str) -> NewClass {
         invite_token: s("invite_token"),
     }
 }
+
+/// Poll `ready` every 100 ms until it holds or `within` has passed, and say which. Tests call
+/// this before their assertions instead of sleeping a fixed time, so a busy machine only makes
+/// them slower, never wrong; the assertions that follow still decide pass or fail.
+pub async fn wait_until(within: std::time::Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if ready() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Wait (up to `within`) for a stretch in which the `clock` stream advances by `by` packets while
+/// `quiet` does not move. The clock is media that keeps flowing, so the stretch is measured in
+/// media time: on a busy machine it takes longer, it does not get shorter.
+pub async fn quiet_stretch(
+    within: std::time::Duration,
+    by: u64,
+    clock: impl Fn() -> u64,
+    quiet: impl Fn() -> u64,
+) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        let (start, still) = (clock(), quiet());
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if !wait_until(left, || clock() >= start + by).await {
+            return false;
+        }
+        if quiet() == still {
+            return true;
+        }
+    }
+    false
+}

@@ -44,7 +44,21 @@ async fn remote_classrooms_joining_together_all_see_the_teacher() {
             classroom_id: a.classroom_id.as_str().into(),
         })
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Wait until every classroom has what the assertions below check (or 20 s have passed).
+    let pictured = |room: &Classroom| {
+        room.received_from(&teacher.classroom_id, MediaKind::Video)
+            .first()
+            .is_some_and(|t| !t.keyframes.is_empty() && t.frame_arrivals.len() > 15)
+    };
+    let hears_a = |room: &Classroom| {
+        room.received_from(&a.classroom_id, MediaKind::Audio)
+            .first()
+            .is_some_and(|t| t.packets > 20)
+    };
+    common::wait_until(Duration::from_secs(20), || {
+        [&a, &b, &c].into_iter().all(pictured) && [&b, &c].into_iter().all(hears_a)
+    })
+    .await;
     for (name, room) in [("A", &a), ("B", &b), ("C", &c)] {
         let video = room.received_from(&teacher.classroom_id, MediaKind::Video);
         let track = video

@@ -30,8 +30,20 @@ fn heard(classroom: &Classroom, from: &str) -> Option<f32> {
     dominant_frequency(&pcm, 200.0, 1200.0)
 }
 
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+/// How long a test waits for media to show what it asserts; polling ends as soon as it does.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Whether `classroom` hears `from`'s tone at `hz` (±10 Hz).
+fn hears(classroom: &Classroom, from: &str, hz: f32) -> bool {
+    heard(classroom, from).is_some_and(|got| (got - hz).abs() <= 10.0)
+}
+
+/// Whether `classroom` receives `from`'s video: more than `frames` frames and a keyframe.
+fn sees(classroom: &Classroom, from: &str, frames: usize) -> bool {
+    classroom
+        .received_from(from, MediaKind::Video)
+        .first()
+        .is_some_and(|t| t.frame_arrivals.len() > frames && !t.keyframes.is_empty())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,7 +66,14 @@ async fn a_lesson_between_a_master_classroom_and_two_remote_classrooms() {
     let b = Classroom::join(&server.base, &class.invite_url, "Kashgar No. 1 School")
         .await
         .expect("classroom B joins by invite link");
-    settle().await;
+    common::wait_until(PATIENCE, || {
+        hears(&a, &teacher.classroom_id, 440.0)
+            && hears(&b, &teacher.classroom_id, 440.0)
+            && hears(&teacher, &a.classroom_id, 660.0)
+            && sees(&a, &teacher.classroom_id, 10)
+            && sees(&teacher, &a.classroom_id, 10)
+    })
+    .await;
 
     // Everyone hears the teacher's 440 Hz; the teacher hears A's 660 Hz; B does not hear A.
     for (who, classroom) in [("A", &a), ("B", &b)] {
@@ -94,7 +113,7 @@ async fn a_lesson_between_a_master_classroom_and_two_remote_classrooms() {
     })
     .await
     .expect("B is told A is on stage");
-    settle().await;
+    common::wait_until(PATIENCE, || hears(&b, &a.classroom_id, 660.0)).await;
     let hz = heard(&b, &a.classroom_id).expect("B hears A once A is on stage");
     assert!((hz - 660.0).abs() <= 10.0, "B hears {hz} Hz from A");
 
@@ -102,7 +121,7 @@ async fn a_lesson_between_a_master_classroom_and_two_remote_classrooms() {
     let late = Classroom::join(&server.base, &class.invite_url, "Late School")
         .await
         .expect("late classroom joins");
-    settle().await;
+    common::wait_until(PATIENCE, || sees(&late, &teacher.classroom_id, 0)).await;
     let video = late.received_from(&teacher.classroom_id, MediaKind::Video);
     let track = video
         .first()
@@ -121,15 +140,23 @@ async fn a_lesson_between_a_master_classroom_and_two_remote_classrooms() {
     // B's link is weak: it switches to audio only. Its video stops, its sound goes on.
     b.send(&ClientMessage::SubscribePrefs { video: false })
         .unwrap();
-    settle().await;
     let count = |kind| -> u64 {
         b.received_from(&teacher.classroom_id, kind)
             .iter()
             .map(|t| t.packets)
             .sum()
     };
+    // Video already on its way may still land: wait for half a second of sound (25 packets of
+    // 20 ms) without a video packet, then watch one more second of sound (50 packets).
+    common::quiet_stretch(
+        PATIENCE,
+        25,
+        || count(MediaKind::Audio),
+        || count(MediaKind::Video),
+    )
+    .await;
     let (video_before, audio_before) = (count(MediaKind::Video), count(MediaKind::Audio));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    common::wait_until(PATIENCE, || count(MediaKind::Audio) > audio_before + 50).await;
     assert_eq!(
         count(MediaKind::Video),
         video_before,
@@ -158,12 +185,17 @@ async fn a_lesson_between_a_master_classroom_and_two_remote_classrooms() {
         .expect("the teacher sees A leave");
     let legs_after = server.server.hub.sfu.transport_count().await.unwrap();
     assert_eq!(legs_after, legs_before - 2, "A's two legs are closed");
-    settle().await;
-    let before = b.received_from(&a_id, MediaKind::Audio)[0].packets;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        b.received_from(&a_id, MediaKind::Audio)[0].packets,
-        before,
+    // Packets already in flight may still land; then, over half a second of the teacher's
+    // sound (25 packets of 20 ms), nothing of A may arrive.
+    let from_a = || b.received_from(&a_id, MediaKind::Audio)[0].packets;
+    let teacher_audio = || {
+        b.received_from(&teacher.classroom_id, MediaKind::Audio)
+            .iter()
+            .map(|t| t.packets)
+            .sum::<u64>()
+    };
+    assert!(
+        common::quiet_stretch(PATIENCE, 25, teacher_audio, from_a).await,
         "nothing of A reaches B after A left"
     );
 

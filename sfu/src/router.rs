@@ -1592,9 +1592,10 @@ fn refresh_extensions(member: &mut Member, transport: &mut Transport) {
 }
 
 /// The hot path: one packet in, one write per subscriber out. The payload is reference-counted
-/// (`bytes::Bytes`), so each subscriber gets a new header, never a copy of the media (a VP8
-/// descriptor is copied only after a source switch). Returns whether a subscriber is waiting
-/// for a keyframe of this track.
+/// (`bytes::Bytes`), so building each subscriber's packet here copies no media, except a VP8
+/// payload on a downtrack whose picture ids a source switch shifted (its descriptor is
+/// rewritten); `rtc` then serialises and SRTP-encrypts the packet once per subscriber. Returns
+/// whether a subscriber is waiting for a keyframe of this track.
 #[allow(clippy::too_many_arguments)]
 fn forward(
     now: Instant,

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use crate::class::{Class, LegHealth, Outbox, Participant};
 use crate::classboard::board::Catchup;
 use crate::config::Config;
+use crate::protocol::ClientLimits;
 use crate::protocol::{
     ErrorCode, PROTOCOL_VERSION, ParticipantRole, ParticipantView, ServerMessage,
 };
@@ -401,6 +402,7 @@ impl Hub {
                 hands: class.hands.clone(),
                 tracks,
                 media_kept,
+                limits: ClientLimits::new(class.board.limits(), class.polls.limits()),
                 ice_servers: crate::turn::ice_servers(
                     &self.config,
                     std::time::SystemTime::now(),

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use tandem_sfu::{ClassroomId, Leg, OfferedTrack, Source, TrackId, TrackInfo};
 
-use crate::classboard::board::{Applied, BoardOp, Catchup, Point};
-use crate::classboard::poll::{Poll, PollResults, PollSpec};
+use crate::classboard::board::{Applied, BoardLimits, BoardOp, Catchup, Point};
+use crate::classboard::poll::{Poll, PollLimits, PollResults, PollSpec};
 
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -168,6 +168,47 @@ pub struct ParticipantView {
     pub media_lost: bool,
 }
 
+/// The server's limits that shape what a client lets its user do (part of `welcome`). They are
+/// the class's own board and poll limits, so they follow the server's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientLimits {
+    /// Points in one stroke (`stroke_begin` + every `stroke_append`).
+    pub max_points_per_stroke: usize,
+    /// Characters in one text object on the board.
+    pub max_text_chars: usize,
+    /// Pages on the board.
+    pub max_pages: usize,
+    /// Options of a choice poll.
+    pub max_poll_options: usize,
+    /// Characters in a poll question.
+    pub max_poll_question_chars: usize,
+    /// Characters in one poll option.
+    pub max_poll_option_chars: usize,
+    /// Longest poll timer, in seconds.
+    pub max_poll_timer_secs: u32,
+}
+
+impl ClientLimits {
+    pub fn new(board: &BoardLimits, polls: &PollLimits) -> Self {
+        Self {
+            max_points_per_stroke: board.max_points_per_stroke,
+            max_text_chars: board.max_text_chars,
+            max_pages: board.max_pages,
+            max_poll_options: polls.max_options,
+            max_poll_question_chars: polls.max_question_chars,
+            max_poll_option_chars: polls.max_option_chars,
+            max_poll_timer_secs: polls.max_timer_secs,
+        }
+    }
+}
+
+/// The default limits: what a `welcome` without `limits` (an older server) means.
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self::new(&BoardLimits::default(), &PollLimits::default())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassView {
     pub class_id: String,
@@ -214,6 +255,10 @@ pub enum ServerMessage {
         /// A resume with `keep_media`: the media legs are as they were, nothing to renegotiate.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         media_kept: bool,
+        /// The limits this class's board and polls enforce, so a client never offers what the
+        /// server would refuse.
+        #[serde(default)]
+        limits: ClientLimits,
         /// TURN (and STUN) servers with credentials for this join, for `RTCConfiguration.iceServers`.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ice_servers: Vec<crate::turn::IceServer>,

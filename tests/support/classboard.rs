@@ -73,6 +73,15 @@ pub async fn wait_error(c: &Classroom, in_reply_to: &str) -> ErrorCode {
     }
 }
 
+/// Wait until this classroom has been sent at least `n` errors (or `WAIT` has passed); the caller
+/// then asserts which errors they are.
+pub async fn wait_errors(c: &Classroom, n: usize) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while errors(c).len() < n && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn errors(c: &Classroom) -> Vec<ErrorCode> {
     c.log()
         .into_iter()

@@ -1,13 +1,11 @@
 // The shared whiteboard as every screen keeps it: a port of the server's reducer
-// (`BoardSnapshot::apply` in signaling/src/classboard/board.rs), the catch-up logic around it, hit
+// (`BoardSnapshot::apply` in signaling/src/classboard/board/model.rs), the catch-up logic around it, hit
 // testing for the stroke eraser and the SVG export (the same drawing as the server's `board_svg`).
 // Pure: no DOM, no I/O, so Node tests feed it the server's own JSON.
 
 /** Logical page size in board units (16:9), origin top left. */
 export const PAGE_WIDTH = 1600;
 export const PAGE_HEIGHT = 900;
-/** Points one stroke may have (the server's default `--board-max-points-per-stroke`). */
-export const MAX_POINTS_PER_STROKE = 5000;
 /** Highlighter strokes are drawn at this opacity. */
 export const HIGHLIGHTER_OPACITY = 0.4;
 

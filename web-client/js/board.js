@@ -6,7 +6,7 @@
 import { h, setText, setAttrText } from './dom.js';
 import { t } from './i18n.js';
 import { announce } from './ui.js';
-import { PAGE_WIDTH, PAGE_HEIGHT, MAX_POINTS_PER_STROKE, mayDraw, hitTest, boardToSvg } from './board-model.js';
+import { PAGE_WIDTH, PAGE_HEIGHT, mayDraw, hitTest, boardToSvg } from './board-model.js';
 import { paintBoard, pageToPng } from './board-render.js';
 
 export const TOOLS = ['pen', 'highlighter', 'eraser', 'line', 'arrow', 'rect', 'ellipse', 'text', 'laser'];
@@ -72,7 +72,7 @@ export function boardPanel(live, { isTeacher }) {
   }, h('span', { class: 'width-dot', style: `--dot: ${Math.min(4 + w.value, 20)}px`, 'aria-hidden': 'true' })));
   const undoButton = h('button', { type: 'button', i18n: 'board.undo', testid: 'board-undo', onclick: () => undo() });
   const redoButton = h('button', { type: 'button', i18n: 'board.redo', testid: 'board-redo', onclick: () => redo() });
-  const textInput = h('input', { id: 'board-text', maxlength: '2000', testid: 'board-text', 'aria-describedby': 'board-text-hint' });
+  const textInput = h('input', { id: 'board-text', testid: 'board-text', 'aria-describedby': 'board-text-hint' });
   const textRow = h('form', { class: 'board-text-row', hidden: true, onsubmit: (e) => { e.preventDefault(); placeText(textAt || [80, 120]); } },
     h('label', { for: 'board-text', i18n: 'board.textLabel' }), textInput,
     h('button', { type: 'submit', i18n: 'board.textPlace', testid: 'board-text-place' }),
@@ -168,6 +168,8 @@ export function boardPanel(live, { isTeacher }) {
 
   function syncMeta() {
     const b = board();
+    // The text box takes no more than the server accepts (its limit arrives with `welcome`).
+    if (live.state.limits) textInput.maxLength = live.state.limits.max_text_chars;
     setText(pageLabel, 'board.pageOf', { page: page() + 1, pages: b.pages.length });
     if (isTeacher) {
       pageControls.prev.disabled = page() <= 0;
@@ -330,7 +332,8 @@ export function boardPanel(live, { isTeacher }) {
       if (Math.hypot(p[0] - last[0], p[1] - last[1]) < 1.5) return;
       draft.points.push(p);
       pending.push(p);
-      if (draft.points.length >= MAX_POINTS_PER_STROKE) endStroke();
+      // The server refuses a stroke longer than its limit: end this one there.
+      if (draft.points.length >= live.state.limits.max_points_per_stroke) endStroke();
       render();
     } else if (erasing) {
       erase(toBoard(e));

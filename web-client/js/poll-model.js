@@ -3,9 +3,6 @@
 
 export const POLL_KINDS = ['single', 'multiple', 'yes_no', 'quick_abcd'];
 export const TIMER_CHOICES = [0, 30, 60, 120, 300];
-export const MAX_OPTIONS = 10;
-export const MAX_QUESTION_CHARS = 500;
-export const MAX_OPTION_CHARS = 200;
 
 /** {polls: {id: poll}, counts: {id: {counts, voters_total}}, results: {id: results}, mine: {id: choices}} */
 export function initialPolls() {
@@ -101,19 +98,20 @@ export function optionLabels(poll, t) {
 
 /**
  * The teacher's form → a `poll_start` spec, or {error: i18n key}. `optionsText`: one option per line
- * (single and multiple choice only).
+ * (single and multiple choice only). `limits`: the server's, from `welcome` (`max_poll_options`,
+ * `max_poll_question_chars`, `max_poll_option_chars`).
  */
-export function buildPollSpec({ question, kind, optionsText = '', timerSecs = 0, anonymous = true }) {
+export function buildPollSpec({ question, kind, optionsText = '', timerSecs = 0, anonymous = true }, limits) {
   const q = String(question || '').trim();
   if (!POLL_KINDS.includes(kind)) return { error: 'poll.error.kind' };
   if (!q) return { error: 'poll.error.question' };
-  if (q.length > MAX_QUESTION_CHARS) return { error: 'poll.error.questionLong' };
+  if (q.length > limits.max_poll_question_chars) return { error: 'poll.error.questionLong' };
   const spec = { question: q, kind, anonymous: !!anonymous };
   if (kind === 'single' || kind === 'multiple') {
     const options = String(optionsText).split('\n').map((s) => s.trim()).filter(Boolean);
     if (options.length < 2) return { error: 'poll.error.fewOptions' };
-    if (options.length > MAX_OPTIONS) return { error: 'poll.error.manyOptions' };
-    if (options.some((o) => o.length > MAX_OPTION_CHARS)) return { error: 'poll.error.optionLong' };
+    if (options.length > limits.max_poll_options) return { error: 'poll.error.manyOptions' };
+    if (options.some((o) => o.length > limits.max_poll_option_chars)) return { error: 'poll.error.optionLong' };
     if (new Set(options).size !== options.length) return { error: 'poll.error.duplicate' };
     spec.options = options;
   }

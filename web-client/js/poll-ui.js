@@ -35,7 +35,7 @@ function ticker(fn) {
 }
 
 export function teacherPollPanel(live) {
-  const question = h('input', { id: 'poll-question', maxlength: '500', testid: 'poll-question' });
+  const question = h('input', { id: 'poll-question', testid: 'poll-question' });
   const kind = h('select', { id: 'poll-kind', testid: 'poll-kind' }, POLL_KINDS.map((k) => h('option', { value: k, i18n: kindKey(k) })));
   const options = h('textarea', { id: 'poll-options', rows: '4', testid: 'poll-options', 'aria-describedby': 'poll-options-hint' });
   const optionsField = h('div', { class: 'field' },
@@ -56,10 +56,16 @@ export function teacherPollPanel(live) {
     h('button', { type: 'submit', class: 'primary', i18n: 'poll.start', testid: 'poll-start' }));
   const syncKind = () => { optionsField.hidden = !(kind.value === 'single' || kind.value === 'multiple'); };
   kind.addEventListener('change', syncKind);
+  // The question box takes no more than the server accepts (its limit arrives with `welcome`).
+  const applyLimits = () => {
+    if (live.state.limits) question.maxLength = live.state.limits.max_poll_question_chars;
+  };
+  live.addEventListener('change', applyLimits);
+  applyLimits();
   syncKind();
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    const { spec, error } = buildPollSpec({ question: question.value, kind: kind.value, optionsText: options.value, timerSecs: timer.value, anonymous: anonymous.checked });
+    const { spec, error } = buildPollSpec({ question: question.value, kind: kind.value, optionsText: options.value, timerSecs: timer.value, anonymous: anonymous.checked }, live.state.limits);
     if (error) {
       setText(formError, error);
       formError.hidden = false;

@@ -52,7 +52,7 @@ export const msg = {
 
 /** Required fields (and their JS types) of every server → client message. */
 const SERVER_SHAPES = {
-  welcome: { v: 'number', session: 'string', you: 'object', class: 'object', participants: 'array', stage: 'array', hands: 'array', tracks: 'array' },
+  welcome: { v: 'number', session: 'string', you: 'object', class: 'object', participants: 'array', stage: 'array', hands: 'array', tracks: 'array', limits: 'object' },
   publish_answer: { sdp: 'string' },
   subscribe_offer: { sdp: 'string', tracks: 'array' },
   ice_candidate: { target: 'string', candidate: 'object' },

@@ -22,6 +22,8 @@ export function initialState() {
     subscribed: {},
     speaking: null,
     lastError: null,
+    // The server's limits from `welcome` (see `ClientLimits` in docs/protocol.md); null until then.
+    limits: null,
   };
 }
 
@@ -54,6 +56,7 @@ export function reduce(state, m) {
         tracks: byId(m.tracks, 'track_id'),
         stage: [...m.stage],
         hands: [...m.hands],
+        limits: { ...m.limits },
         // Kept media legs receive what they received before the WebSocket dropped.
         subscribed: m.media_kept ? state.subscribed : {},
       };

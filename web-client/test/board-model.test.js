@@ -1,5 +1,5 @@
 // The board reducer against the server's own output: fixtures/board-lesson.json is a scripted
-// lesson run through the Rust `Board` (signaling/examples/board_fixtures.rs): its applied ops,
+// lesson run through the Rust `Board` (signaling/tests/board_fixtures.rs, which checks in CI that this file is current): its applied ops,
 // snapshots along the way, the final board and the SVG of every page.
 
 import { test } from 'node:test';

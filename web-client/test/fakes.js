@@ -49,13 +49,19 @@ export class FakeClock {
   pending() { return [...this.timers.values()].map((t) => t.at - this.now).sort((a, b) => a - b); }
 }
 
+/** `welcome.limits` as the server sends it with its default settings (`ClientLimits`). */
+export const DEFAULT_LIMITS = {
+  max_points_per_stroke: 5000, max_text_chars: 2000, max_pages: 50,
+  max_poll_options: 10, max_poll_question_chars: 500, max_poll_option_chars: 200, max_poll_timer_secs: 3600,
+};
+
 export function welcome(overrides = {}) {
   return {
     type: 'welcome', v: 1, session: 's_1',
     you: { classroom_id: 'r_2', name: 'Grade 2, Hotan No. 3 School', role: 'classroom', connected: true },
     class: { class_id: 'c_1', title: 'Grade 2 Maths', teacher_name: 'Ms Li' },
     participants: [{ classroom_id: 'r_1', name: 'Ms Li', role: 'teacher', connected: true }],
-    stage: [], hands: [], tracks: [],
+    stage: [], hands: [], tracks: [], limits: { ...DEFAULT_LIMITS },
     ...overrides,
   };
 }

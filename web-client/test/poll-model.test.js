@@ -5,6 +5,7 @@ import {
   chartRows, secondsLeft, formatClock, optionLabels, acceptsVotes,
 } from '../js/poll-model.js';
 import { msg, parseServerMessage } from '../js/protocol.js';
+import { DEFAULT_LIMITS } from './fakes.js';
 
 const T0 = 1_767_258_000_000;
 const poll = (over = {}) => ({
@@ -55,14 +56,24 @@ test('choices: one for single choice, toggles for multiple choice', () => {
 });
 
 test('the poll form is checked before it is sent', () => {
-  assert.deepEqual(buildPollSpec({ question: ' Which? ', kind: 'single', optionsText: 'a\n\n b \n', timerSecs: '60', anonymous: true }),
+  assert.deepEqual(buildPollSpec({ question: ' Which? ', kind: 'single', optionsText: 'a\n\n b \n', timerSecs: '60', anonymous: true }, DEFAULT_LIMITS),
     { spec: { question: 'Which?', kind: 'single', anonymous: true, options: ['a', 'b'], timer_secs: 60 } });
-  assert.deepEqual(buildPollSpec({ question: 'Is 1/2 > 1/3?', kind: 'yes_no', timerSecs: '0', anonymous: false }),
+  assert.deepEqual(buildPollSpec({ question: 'Is 1/2 > 1/3?', kind: 'yes_no', timerSecs: '0', anonymous: false }, DEFAULT_LIMITS),
     { spec: { question: 'Is 1/2 > 1/3?', kind: 'yes_no', anonymous: false } });
-  assert.equal(buildPollSpec({ question: '', kind: 'quick_abcd' }).error, 'poll.error.question');
-  assert.equal(buildPollSpec({ question: 'x', kind: 'single', optionsText: 'only one' }).error, 'poll.error.fewOptions');
-  assert.equal(buildPollSpec({ question: 'x', kind: 'multiple', optionsText: 'a\na' }).error, 'poll.error.duplicate');
-  assert.equal(buildPollSpec({ question: 'x', kind: 'multiple', optionsText: Array.from({ length: 11 }, (_, i) => i).join('\n') }).error, 'poll.error.manyOptions');
+  assert.equal(buildPollSpec({ question: '', kind: 'quick_abcd' }, DEFAULT_LIMITS).error, 'poll.error.question');
+  assert.equal(buildPollSpec({ question: 'x', kind: 'single', optionsText: 'only one' }, DEFAULT_LIMITS).error, 'poll.error.fewOptions');
+  assert.equal(buildPollSpec({ question: 'x', kind: 'multiple', optionsText: 'a\na' }, DEFAULT_LIMITS).error, 'poll.error.duplicate');
+  assert.equal(buildPollSpec({ question: 'x', kind: 'multiple', optionsText: Array.from({ length: 11 }, (_, i) => i).join('\n') }, DEFAULT_LIMITS).error, 'poll.error.manyOptions');
+});
+
+test('the poll form follows the limits the server announced in welcome', () => {
+  const tight = { ...DEFAULT_LIMITS, max_poll_options: 3, max_poll_question_chars: 10, max_poll_option_chars: 4 };
+  const form = { question: 'Pick one', kind: 'single', optionsText: 'a\nb\nc' };
+  assert.ok(buildPollSpec(form, tight).spec, 'three options are allowed');
+  assert.equal(buildPollSpec({ ...form, optionsText: 'a\nb\nc\nd' }, tight).error, 'poll.error.manyOptions');
+  assert.ok(buildPollSpec({ ...form, optionsText: 'a\nb\nc\nd' }, DEFAULT_LIMITS).spec, 'four under the default limits');
+  assert.equal(buildPollSpec({ ...form, question: 'Which is it?' }, tight).error, 'poll.error.questionLong');
+  assert.equal(buildPollSpec({ ...form, optionsText: 'apple\nb' }, tight).error, 'poll.error.optionLong');
 });
 
 test('bars, countdown and translated default labels', () => {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { initialState, reduce, remoteClassrooms, teacherOf, isOnStage, handRaised, trackForMid, teacherIsSharing, speakingParticipant } from '../js/state.js';
 import { parseServerMessage } from '../js/protocol.js';
-import { welcome } from './fakes.js';
+import { welcome, DEFAULT_LIMITS } from './fakes.js';
 
 const play = (...messages) => messages.reduce(reduce, initialState());
 const teacherCam = { track_id: 't1', classroom_id: 'r_1', kind: 'video', source: 'camera' };
@@ -20,6 +20,13 @@ test('welcome sets who we are, the class and everything already going on', () =>
   assert.ok(isOnStage(s, 'r_3'));
   assert.ok(handRaised(s, 'r_3'));
   assert.deepEqual(s.tracks.t1, teacherCam);
+});
+
+test('welcome carries the server limits the client works within', () => {
+  assert.equal(initialState().limits, null, 'no limits before welcome');
+  const s = play(welcome({ limits: { ...DEFAULT_LIMITS, max_points_per_stroke: 300, max_poll_options: 4 } }));
+  assert.equal(s.limits.max_points_per_stroke, 300);
+  assert.equal(s.limits.max_poll_options, 4);
 });
 
 test('the reducer never changes the state it is given', () => {

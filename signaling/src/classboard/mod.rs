@@ -2,6 +2,7 @@
 //! layer relays laser-pointer positions live and never stores them).
 
 pub mod board;
+pub mod escape;
 pub mod poll;
 pub mod report;
 pub mod store;

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::board::xml_escape;
+use super::escape::xml_escape;
 use super::poll::{PollKind, PollResults, PollState, VoterKind};
 
 /// One stay of one participant (a classroom that rejoins has several rows).

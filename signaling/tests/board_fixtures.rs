@@ -1,15 +1,78 @@
-//! Prints JSON fixtures for the browser client's board reducer tests
-//! (`web-client/test/board-model.test.js`): a scripted lesson run through the server's own
-//! `Board`, with the applied ops, snapshots along the way and the SVG of each page.
+//! The fixtures of the browser client's board tests (`web-client/test/board-model.test.js`) are
+//! what the server's own `Board` makes of a scripted lesson: the applied ops, snapshots along the
+//! way and the SVG of each page. This test runs the lesson again and compares the result with
+//! the committed `web-client/test/fixtures/board-lesson.json`, so a change to the Rust board
+//! that the JS model has not followed fails CI. To refresh the file after such a change (and
+//! then make the JS model pass `node --test web-client/test/board-model.test.js`):
 //!
-//! `cargo run -p tandem-signaling --example board_fixtures > web-client/test/fixtures/board-lesson.json`
+//! `TANDEM_UPDATE_FIXTURES=1 cargo test -p tandem-signaling --test board_fixtures`
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tandem_signaling::classboard::board::{Author, Board, BoardLimits, BoardOp, board_svg};
 
-fn main() {
+/// The committed fixture file, relative to this crate.
+fn fixture_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web-client/test/fixtures/board-lesson.json")
+}
+
+#[test]
+fn the_browser_board_fixtures_are_what_the_server_board_produces() {
+    let produced = lesson();
+    let path = fixture_path();
+    if std::env::var_os("TANDEM_UPDATE_FIXTURES").is_some() {
+        let text = serde_json::to_string(&produced).expect("serialises") + "\n";
+        std::fs::write(&path, text).expect("write the fixture file");
+        return;
+    }
+    let committed: Value = std::fs::read_to_string(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    if let Some(at) = difference(&committed, &produced, String::new()) {
+        panic!(
+            "{} is not what the server's Board produces any more (first difference at {at}). \
+             Refresh it with `TANDEM_UPDATE_FIXTURES=1 cargo test -p tandem-signaling --test \
+             board_fixtures`, then make the JS board model pass \
+             `node --test web-client/test/board-model.test.js`.",
+            path.display()
+        );
+    }
+}
+
+/// Where two JSON documents first differ (`None`: they are equal). Numbers compare by value, so
+/// `4` and `4.0` are the same, as they are to JavaScript.
+fn difference(a: &Value, b: &Value, at: String) -> Option<String> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => (x.as_f64() != y.as_f64()).then_some(at),
+        (Value::Array(x), Value::Array(y)) => {
+            if x.len() != y.len() {
+                return Some(format!("{at} ({} items, now {})", x.len(), y.len()));
+            }
+            x.iter()
+                .zip(y)
+                .enumerate()
+                .find_map(|(i, (x, y))| difference(x, y, format!("{at}[{i}]")))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            if let Some(key) = x
+                .keys()
+                .chain(y.keys())
+                .find(|k| x.contains_key(*k) != y.contains_key(*k))
+            {
+                return Some(format!("{at}.{key} (only on one side)"));
+            }
+            x.iter()
+                .find_map(|(k, v)| difference(v, &y[k], format!("{at}.{k}")))
+        }
+        _ => (a != b).then_some(at),
+    }
+}
+
+/// The scripted lesson through the server's `Board`, as the fixture file holds it.
+fn lesson() -> Value {
     let mut board = Board::new(BoardLimits::default());
     let teacher = Author::teacher("r_1");
     let a = Author::classroom("r_2");
@@ -117,14 +180,10 @@ fn main() {
     let svgs: Vec<String> = (0..end.pages.len() as u32)
         .map(|p| board_svg(&end, p))
         .collect();
-    let out = json!({
+    json!({
         "ops": ops,
         "snapshots": snapshots,
         "final": end,
         "svg": svgs,
-    });
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&out).expect("serialises")
-    );
+    })
 }
