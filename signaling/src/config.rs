@@ -93,6 +93,18 @@ pub struct Config {
     /// Polls per class.
     #[arg(long, env = "TANDEM_POLL_MAX_PER_CLASS", default_value_t = 200)]
     pub poll_max_per_class: usize,
+    /// Options of a single or multiple choice poll (at least 2).
+    #[arg(long, env = "TANDEM_POLL_MAX_OPTIONS", default_value_t = 10, value_parser = at_least_two)]
+    pub poll_max_options: usize,
+    /// Characters in a poll's question.
+    #[arg(long, env = "TANDEM_POLL_MAX_QUESTION_CHARS", default_value_t = 500)]
+    pub poll_max_question_chars: usize,
+    /// Characters in one poll option.
+    #[arg(long, env = "TANDEM_POLL_MAX_OPTION_CHARS", default_value_t = 200)]
+    pub poll_max_option_chars: usize,
+    /// Longest poll timer, in seconds.
+    #[arg(long, env = "TANDEM_POLL_MAX_TIMER_SECS", default_value_t = 3600)]
+    pub poll_max_timer_secs: u32,
     /// Longest class title, in characters.
     #[arg(long, env = "TANDEM_MAX_TITLE_LEN", default_value_t = 200)]
     pub max_title_len: usize,
@@ -177,6 +189,15 @@ pub struct Config {
     pub turn_credential_ttl_secs: u64,
 }
 
+/// A count of poll options: a choice needs two.
+fn at_least_two(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if n >= 2 => Ok(n),
+        Ok(n) => Err(format!("{n} is too few: a poll needs at least 2 options")),
+        Err(err) => Err(format!("not a number: {err}")),
+    }
+}
+
 /// A `u16` that is a power of two (the retransmission buffer indexes modulo its size).
 fn power_of_two(value: &str) -> Result<u16, String> {
     let n: u16 = value
@@ -213,6 +234,10 @@ impl Config {
     pub fn poll_limits(&self) -> crate::classboard::poll::PollLimits {
         crate::classboard::poll::PollLimits {
             max_polls_per_class: self.poll_max_per_class,
+            max_options: self.poll_max_options,
+            max_question_chars: self.poll_max_question_chars,
+            max_option_chars: self.poll_max_option_chars,
+            max_timer_secs: self.poll_max_timer_secs,
             ..Default::default()
         }
     }
@@ -247,6 +272,45 @@ mod tests {
         assert!(parse(&["--listen", "0.0.0.0:8080"]).creation_open_to_others());
         assert!(
             !parse(&["--listen", "0.0.0.0:8080", "--create-key", "k"]).creation_open_to_others()
+        );
+    }
+
+    #[test]
+    fn poll_limits_are_settings() {
+        let defaults = Config::parse_from(["tandem"]).poll_limits();
+        assert_eq!(
+            (
+                defaults.max_options,
+                defaults.max_question_chars,
+                defaults.max_option_chars,
+                defaults.max_timer_secs
+            ),
+            (10, 500, 200, 3600)
+        );
+        let set = Config::parse_from([
+            "tandem",
+            "--poll-max-options",
+            "4",
+            "--poll-max-question-chars",
+            "80",
+            "--poll-max-option-chars",
+            "20",
+            "--poll-max-timer-secs",
+            "120",
+        ])
+        .poll_limits();
+        assert_eq!(
+            (
+                set.max_options,
+                set.max_question_chars,
+                set.max_option_chars,
+                set.max_timer_secs
+            ),
+            (4, 80, 20, 120)
+        );
+        assert!(
+            Config::try_parse_from(["tandem", "--poll-max-options", "1"]).is_err(),
+            "a poll needs two options"
         );
     }
 
