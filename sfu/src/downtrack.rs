@@ -54,6 +54,9 @@ impl Codec {
     }
 }
 
+/// How far (in packets) a source's start mark trails its newest packet at most.
+const START_TRAILS_BY: i16 = 0x4000;
+
 /// Whether an RTP payload is the first packet of a keyframe (a decoder can start here).
 pub fn is_keyframe_start(codec: Codec, payload: &[u8]) -> bool {
     match codec {
@@ -295,10 +298,20 @@ impl Munger {
                     // Restarting on the same source: its numbering already continues.
                     self.start_seq = sequence_number;
                     self.awaiting_keyframe = false;
-                } else if (sequence_number.wrapping_sub(self.start_seq) as i16) < 0 {
-                    // Older than where this source started (a late retransmission): its number
-                    // would fall among packets already sent from before.
-                    return None;
+                } else {
+                    let ahead = sequence_number.wrapping_sub(self.start_seq) as i16;
+                    if ahead < 0 {
+                        // Older than where this source started (a late retransmission): its
+                        // number would fall among packets already sent from before.
+                        return None;
+                    }
+                    // Slide the start along behind the newest packet, so that the comparison
+                    // stays inside half the sequence space: a fixed start would call every packet
+                    // "older" once 32768 had been sent (11 minutes of Opus). Nothing 16384
+                    // packets late can still be retransmitted.
+                    if ahead > START_TRAILS_BY {
+                        self.start_seq = sequence_number.wrapping_sub(START_TRAILS_BY as u16);
+                    }
                 }
             }
             // Another source feeds this downtrack now.
@@ -550,6 +563,27 @@ mod tests {
         assert_eq!(out.timestamp, 0, "one tick after u32::MAX");
         let d = parse_vp8(out.payload.as_ref().expect("rewritten")).expect("vp8");
         assert_eq!((d.picture_id, d.tl0), (0, 0));
+    }
+
+    #[test]
+    fn a_long_lesson_keeps_flowing_past_half_the_sequence_space() {
+        let mut m = Munger::new(Codec::Audio);
+        let now = Instant::now();
+        let payload = Bytes::from_static(&[0xf8; 80]);
+        // Three times round the 16-bit sequence space: 3 hours of Opus at 50 packets a second
+        // would be far more, but every packet must pass all the same.
+        for n in 0..(3 * 65536u32) {
+            let seq = (1000 + n) as u16;
+            assert!(
+                m.rewrite(now, 7, seq, n.wrapping_mul(960), &payload, false)
+                    .is_some(),
+                "packet {n} was dropped"
+            );
+        }
+        // A retransmission from before the source started is still refused.
+        let mut m = Munger::new(Codec::Audio);
+        assert!(m.rewrite(now, 7, 500, 0, &payload, false).is_some());
+        assert!(m.rewrite(now, 7, 499, 0, &payload, false).is_none());
     }
 
     #[test]
