@@ -1,4 +1,4 @@
-//! The codecs every leg negotiates: Opus, and the video codecs browsers and WHIP encoders send.
+//! The codecs every leg negotiates: Opus (with RED, RFC 2198), and the video codecs browsers and WHIP encoders send.
 //!
 //! No RTX (RFC 4588). `rtc` 0.21 unwraps RTX only after its interceptor chain, so its NACK
 //! generator never sees a repaired packet arrive and asks for it again every interval until the
@@ -15,6 +15,17 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 
 use crate::SfuError;
+
+/// The mime type of redundant audio (RFC 2198).
+pub const MIME_TYPE_RED: &str = "audio/red";
+
+/// The payload type the server gives RED in its own offers (Chrome's).
+pub const RED_PAYLOAD_TYPE: u8 = 63;
+
+/// Whether `mime` is redundant audio.
+pub fn is_red(mime: &str) -> bool {
+    mime.eq_ignore_ascii_case(MIME_TYPE_RED)
+}
 use crate::ids::Leg;
 
 /// Register the SFU's codecs, with NACK, PLI and FIR on video, and on publish legs
@@ -35,6 +46,19 @@ pub fn register(media_engine: &mut MediaEngine, leg: Leg) -> Result<(), SfuError
             "minptime=10;useinbandfec=1",
             111,
             transport_cc().into_iter().collect(),
+        ),
+        RtpCodecKind::Audio,
+    )?;
+    // Redundant audio (RFC 2198) over that Opus, numbered and parameterised as Chrome offers
+    // it. Listed after Opus: a peer sends RED only when it prefers it ([`crate::red`]).
+    media_engine.register_codec(
+        codec(
+            MIME_TYPE_RED,
+            48_000,
+            2,
+            "111/111",
+            RED_PAYLOAD_TYPE,
+            Vec::new(),
         ),
         RtpCodecKind::Audio,
     )?;

@@ -17,6 +17,7 @@ pub mod lipsync;
 pub mod loss;
 pub mod metrics;
 pub mod policy;
+pub mod red;
 pub mod router;
 pub mod sdp;
 pub mod speaker;
