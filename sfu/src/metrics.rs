@@ -49,6 +49,20 @@ impl SfuMetrics {
                 .inc_by(count.lost);
         }
     }
+
+    /// Count packets of this kind a publisher's stream lost and its redundancy (RFC 2198)
+    /// brought back.
+    pub fn count_red_recovered(&self, kind: crate::track::MediaKind, recovered: u64) {
+        let kind = match kind {
+            crate::track::MediaKind::Audio => "audio",
+            crate::track::MediaKind::Video => "video",
+        };
+        if recovered > 0 {
+            self.packets_recovered
+                .get_or_create(&[("kind", kind), ("by", "red")])
+                .inc_by(recovered);
+        }
+    }
 }
 
 impl Default for SfuMetrics {
@@ -99,7 +113,8 @@ impl SfuMetrics {
         registry.register(
             "tandem_rtp_packets_recovered",
             "Publishers' RTP packets that filled a gap in their sequence (by = nack: a \
-             retransmission, or a packet merely reordered), by media kind",
+             retransmission, or a packet merely reordered; by = red: rebuilt from a later \
+             packet's redundant audio, RFC 2198), by media kind",
             self.packets_recovered.clone(),
         );
         registry.register(

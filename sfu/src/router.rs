@@ -38,6 +38,8 @@ use crate::{RouterConfig, SfuError};
 
 mod probe;
 pub use probe::{MAX_PROBES, PROBE_LIFETIME};
+mod redundancy;
+use redundancy::{Outgoing, RedSource};
 
 /// A datagram the router wants on the wire.
 #[derive(Debug)]
@@ -138,6 +140,9 @@ struct DownTrack {
     octets_sent: u32,
     /// The header extensions its leg negotiated (`None` until its leg has a description).
     extensions: Option<crate::extensions::DownExtensions>,
+    /// Its leg's payload type for RED, when the subscriber negotiated it: a RED source is
+    /// forwarded as RED, else unwrapped to plain Opus ([`redundancy`]).
+    red_payload_type: Option<u8>,
 }
 
 struct PublishedTrack {
@@ -153,6 +158,8 @@ struct PublishedTrack {
     extensions: crate::extensions::ExtensionIds,
     /// What its packets lost on the way here, after recovery (`/metrics`).
     loss: crate::loss::LossTracker,
+    /// A microphone whose publisher negotiated RED (set with `codec`).
+    red: Option<RedSource>,
     keyframes: KeyframeThrottle,
     /// Classrooms whose subscribe leg carries this track.
     subscribers: Vec<ClassroomId>,
@@ -1034,6 +1041,7 @@ impl Router {
                 payload_format: Codec::OtherVideo,
                 extensions: Default::default(),
                 loss: Default::default(),
+                red: None,
                 keyframes: KeyframeThrottle::new(self.config.keyframe_request_interval),
                 subscribers: Vec::new(),
             },
@@ -1059,20 +1067,31 @@ impl Router {
             let found = self.transports.get_mut(&key).and_then(|t| {
                 let mut receiver = t.pc.rtp_receiver(track.receiver)?;
                 let params = &receiver.get_parameters().rtp_parameters;
-                let codec = params
+                let chosen = params
                     .codecs
                     .iter()
-                    .find(|c| c.payload_type == packet.header.payload_type)
-                    .map(|c| c.rtp_codec.clone())?;
+                    .find(|c| c.payload_type == packet.header.payload_type)?;
+                // A RED track is offered as its primary codec: every subscriber can take that,
+                // and those that negotiate RED too get it as RED.
+                let codec = if crate::codecs::is_red(&chosen.rtp_codec.mime_type) {
+                    redundancy::primary_codec(chosen, &params.codecs)?.rtp_codec
+                } else {
+                    chosen.rtp_codec.clone()
+                };
+                let red = (track.info.kind == MediaKind::Audio)
+                    .then(|| RedSource::negotiated(&params.codecs))
+                    .flatten();
                 Some((
                     codec,
                     crate::extensions::ExtensionIds::from_parameters(&params.header_extensions),
+                    red,
                 ))
             });
-            let Some((codec, extensions)) = found else {
+            let Some((codec, extensions, red)) = found else {
                 return;
             };
             track.extensions = extensions;
+            track.red = red;
             track.payload_format = Codec::from_mime(&codec.mime_type);
             track.codec = Some(codec);
             let (class, info) = (track.class.clone(), track.info.clone());
@@ -1099,9 +1118,36 @@ impl Router {
             }
         }
         let keyframe = crate::downtrack::is_keyframe_start(track.payload_format, &packet.payload);
+        let outgoing = match track.red.as_mut() {
+            Some(red) if packet.header.payload_type == red.payload_type => {
+                if let Err(err) = red.on_red(&packet) {
+                    tracing::debug!(class = %track.class, classroom = %track.info.classroom_id, %err, "malformed RED packet dropped");
+                    return;
+                }
+                // Lost packets the redundancy brought back: recovered, not lost.
+                for recovered in red.unwrapped.iter().filter(|p| p.recovered) {
+                    let count = track.loss.on_packet(recovered.sequence_number);
+                    self.metrics
+                        .count_red_recovered(track.info.kind, count.recovered);
+                }
+                Outgoing::Red {
+                    parsed: &red.parsed,
+                    unwrapped: &red.unwrapped,
+                }
+            }
+            Some(red) => {
+                if !red.on_plain(packet.header.sequence_number) {
+                    // Its frame reached every subscriber already, from a RED packet.
+                    return;
+                }
+                Outgoing::Plain
+            }
+            None => Outgoing::Plain,
+        };
         let waiting = forward(
             now,
             &packet,
+            &outgoing,
             keyframe,
             &track_id,
             &track.extensions,
@@ -1462,6 +1508,7 @@ impl Router {
                     packets_sent: 0,
                     octets_sent: 0,
                     extensions: None,
+                    red_payload_type: None,
                 },
             );
         }
@@ -1563,17 +1610,24 @@ fn offered_tracks(
     offered
 }
 
-/// Read, once a negotiation completed, the header extension ids and mid each downtrack's
-/// sender writes (so the forwarding path does not ask `rtc` per packet).
+/// Read, once a negotiation completed, the header extension ids, RED payload type and mid each
+/// downtrack's sender writes (so the forwarding path does not ask `rtc` per packet).
 fn refresh_extensions(member: &mut Member, transport: &mut Transport) {
     for down in member.downtracks.values_mut() {
-        let Some(ids) = transport.pc.rtp_sender(down.sender).map(|mut s| {
-            crate::extensions::ExtensionIds::from_parameters(
-                &s.get_parameters().rtp_parameters.header_extensions,
+        let Some((ids, red)) = transport.pc.rtp_sender(down.sender).map(|mut s| {
+            let params = &s.get_parameters().rtp_parameters;
+            (
+                crate::extensions::ExtensionIds::from_parameters(&params.header_extensions),
+                params
+                    .codecs
+                    .iter()
+                    .find(|c| crate::codecs::is_red(&c.rtp_codec.mime_type))
+                    .map(|c| c.payload_type),
             )
         }) else {
             continue;
         };
+        down.red_payload_type = red;
         let mid = transport
             .pc
             .get_transceivers()
@@ -1594,12 +1648,14 @@ fn refresh_extensions(member: &mut Member, transport: &mut Transport) {
 /// The hot path: one packet in, one write per subscriber out. The payload is reference-counted
 /// (`bytes::Bytes`), so building each subscriber's packet here copies no media, except a VP8
 /// payload on a downtrack whose picture ids a source switch shifted (its descriptor is
-/// rewritten); `rtc` then serialises and SRTP-encrypts the packet once per subscriber. Returns
-/// whether a subscriber is waiting for a keyframe of this track.
+/// rewritten, or a RED payload whose blocks a subscriber numbers otherwise); `rtc` then
+/// serialises and SRTP-encrypts the packet once per subscriber. Returns whether a subscriber is
+/// waiting for a keyframe of this track.
 #[allow(clippy::too_many_arguments)]
 fn forward(
     now: Instant,
     packet: &rtc::rtp::Packet,
+    outgoing: &Outgoing<'_>,
     keyframe: bool,
     track: &TrackId,
     extensions: &crate::extensions::ExtensionIds,
@@ -1626,45 +1682,111 @@ fn forward(
         if !transport.connected {
             continue;
         }
-        let header = &packet.header;
-        let Some(rewritten) = down.munger.rewrite(
-            now,
-            header.ssrc,
-            header.sequence_number,
-            header.timestamp,
-            &packet.payload,
-            keyframe,
-        ) else {
-            waiting |= down.munger.awaiting_keyframe();
-            continue;
-        };
-        let mut out = packet.clone();
-        out.header.ssrc = down.ssrc;
-        out.header.payload_type = down.payload_type;
-        out.header.sequence_number = rewritten.sequence_number;
-        out.header.timestamp = rewritten.timestamp;
-        if let Some(payload) = rewritten.payload {
-            out.payload = payload;
-        }
-        // Extension ids are negotiated per leg: the subscriber's leg gets its own.
-        crate::extensions::rewrite(
-            &mut out.header,
-            &packet.header,
-            extensions,
-            down.extensions.as_ref(),
-        );
-        let bytes = out.payload.len() as u64;
-        if let Some(mut sender) = transport.pc.rtp_sender(down.sender)
-            && sender.write_rtp(now, out).is_ok()
-        {
-            down.packets_sent = down.packets_sent.wrapping_add(1);
-            down.octets_sent = down.octets_sent.wrapping_add(bytes as u32);
-            metrics.packets_forwarded.inc();
-            metrics.bytes_forwarded.inc_by(bytes);
-            dirty.insert(key);
+        match (outgoing, down.red_payload_type) {
+            (Outgoing::Plain, _) => {
+                waiting |= send(
+                    now, packet, None, keyframe, extensions, down, transport, key, dirty, metrics,
+                );
+            }
+            (Outgoing::Red { parsed, .. }, Some(red_payload_type)) => {
+                // RED as RED: the blocks in the subscriber's numbering of Opus.
+                let payload =
+                    crate::red::with_payload_type(&packet.payload, parsed, down.payload_type);
+                let as_red = Some((red_payload_type, None, None, payload));
+                waiting |= send(
+                    now, packet, as_red, keyframe, extensions, down, transport, key, dirty, metrics,
+                );
+            }
+            (Outgoing::Red { unwrapped, .. }, None) => {
+                // Plain Opus: the recovered packets first, then the primary.
+                for opus in unwrapped.iter() {
+                    let plain = Some((
+                        down.payload_type,
+                        Some(opus.sequence_number),
+                        Some(opus.timestamp),
+                        opus.payload.clone(),
+                    ));
+                    waiting |= send(
+                        now, packet, plain, keyframe, extensions, down, transport, key, dirty,
+                        metrics,
+                    );
+                }
+            }
         }
     }
     waiting
+}
+
+/// One packet to one downtrack: `packet` as it came, or with this payload type, sequence number,
+/// timestamp and payload (RED forwarded or unwrapped). Returns whether the downtrack waits for
+/// a keyframe.
+#[allow(clippy::too_many_arguments)]
+fn send(
+    now: Instant,
+    packet: &rtc::rtp::Packet,
+    replace: Option<(u8, Option<u16>, Option<u32>, bytes::Bytes)>,
+    keyframe: bool,
+    extensions: &crate::extensions::ExtensionIds,
+    down: &mut DownTrack,
+    transport: &mut Transport,
+    key: TransportKey,
+    dirty: &mut HashSet<TransportKey>,
+    metrics: &SfuMetrics,
+) -> bool {
+    let header = &packet.header;
+    let (payload_type, sequence_number, timestamp, payload) = match &replace {
+        Some((pt, seq, ts, payload)) => (
+            *pt,
+            seq.unwrap_or(header.sequence_number),
+            ts.unwrap_or(header.timestamp),
+            payload,
+        ),
+        None => (
+            down.payload_type,
+            header.sequence_number,
+            header.timestamp,
+            &packet.payload,
+        ),
+    };
+    let Some(rewritten) = down.munger.rewrite(
+        now,
+        header.ssrc,
+        sequence_number,
+        timestamp,
+        payload,
+        keyframe,
+    ) else {
+        return down.munger.awaiting_keyframe();
+    };
+    let mut out = rtc::rtp::Packet {
+        header: packet.header.clone(),
+        payload: payload.clone(),
+    };
+    out.header.ssrc = down.ssrc;
+    out.header.payload_type = payload_type;
+    out.header.sequence_number = rewritten.sequence_number;
+    out.header.timestamp = rewritten.timestamp;
+    if let Some(payload) = rewritten.payload {
+        out.payload = payload;
+    }
+    // Extension ids are negotiated per leg: the subscriber's leg gets its own.
+    crate::extensions::rewrite(
+        &mut out.header,
+        &packet.header,
+        extensions,
+        down.extensions.as_ref(),
+    );
+    let bytes = out.payload.len() as u64;
+    if let Some(mut sender) = transport.pc.rtp_sender(down.sender)
+        && sender.write_rtp(now, out).is_ok()
+    {
+        down.packets_sent = down.packets_sent.wrapping_add(1);
+        down.octets_sent = down.octets_sent.wrapping_add(bytes as u32);
+        metrics.packets_forwarded.inc();
+        metrics.bytes_forwarded.inc_by(bytes);
+        dirty.insert(key);
+    }
+    false
 }
 
 mod viewer;
@@ -1675,6 +1797,8 @@ mod consent_tests;
 mod downtrack_tests;
 #[cfg(test)]
 mod lipsync_tests;
+#[cfg(test)]
+mod red_tests;
 
 #[cfg(test)]
 mod tests {

@@ -53,6 +53,12 @@ pub struct Peer {
     /// How often its legs send consent checks (`None`: `rtc`'s default, 2 s).
     check_interval: Option<Duration>,
     seq: u16,
+    /// Its legs negotiate RED (RFC 2198) beside Opus, as Chrome's do.
+    red: bool,
+    /// Payload type and payload of each RTP packet received on the subscribe leg.
+    pub received_payloads: Vec<(u8, Bytes)>,
+    /// The Opus frame it sent last, repeated as redundancy in its next RED packet.
+    last_frame: Option<(u32, Bytes)>,
 }
 
 pub struct Harness {
@@ -83,9 +89,32 @@ pub struct Harness {
     class: ClassId,
 }
 
-fn new_pc(now: Instant, addr: SocketAddr, check_interval: Option<Duration>) -> RTCPeerConnection {
+fn new_pc(
+    now: Instant,
+    addr: SocketAddr,
+    check_interval: Option<Duration>,
+    red: bool,
+) -> RTCPeerConnection {
     let mut media_engine = MediaEngine::default();
     media_engine.register_default_codecs().expect("codecs");
+    if red {
+        // Redundant audio as Chrome offers it, after Opus.
+        media_engine
+            .register_codec(
+                rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters {
+                    rtp_codec: RTCRtpCodec {
+                        mime_type: crate::codecs::MIME_TYPE_RED.into(),
+                        clock_rate: 48_000,
+                        channels: 2,
+                        sdp_fmtp_line: "111/111".into(),
+                        ..Default::default()
+                    },
+                    payload_type: crate::codecs::RED_PAYLOAD_TYPE,
+                },
+                RtpCodecKind::Audio,
+            )
+            .expect("red");
+    }
     // Audio level first, so this client numbers it 1 in its offers (the server's own offers
     // number it otherwise: the forwarder must map one to the other).
     media_engine
@@ -325,9 +354,53 @@ impl Harness {
             transport_feedback: 0,
             last_received: None,
             seq: 0,
+            red: false,
+            received_payloads: Vec::new(),
+            last_frame: None,
         });
         self.pump();
         index
+    }
+
+    /// A classroom whose legs negotiate RED beside Opus, as Chrome's do; returns its index.
+    pub fn join_with_red(&mut self, role: Role) -> usize {
+        let index = self.join(role);
+        self.peers[index].red = true;
+        index
+    }
+
+    /// A publisher that negotiated RED sends one Opus frame as a browser does: in a RED packet
+    /// (RFC 2198) that repeats its previous frame as redundancy (not yet delivered).
+    pub fn send_red(&mut self, index: usize, frame: Bytes) {
+        let now = self.now;
+        let peer = &mut self.peers[index];
+        let (sender, ssrc, _) = peer.sender.expect("publishing");
+        peer.seq = peer.seq.wrapping_add(1);
+        let timestamp = peer.seq as u32 * 960;
+        let mut payload = BytesMut::new();
+        let redundant: Vec<(u8, u16, &[u8])> = peer
+            .last_frame
+            .iter()
+            .map(|(ts, f)| (111, timestamp.wrapping_sub(*ts) as u16, &f[..]))
+            .collect();
+        crate::red::build(111, &frame, &redundant, &mut payload).expect("red payload");
+        peer.last_frame = Some((timestamp, frame));
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::Header {
+                version: 2,
+                payload_type: crate::codecs::RED_PAYLOAD_TYPE,
+                sequence_number: peer.seq,
+                timestamp,
+                ssrc,
+                ..Default::default()
+            },
+            payload: payload.freeze(),
+        };
+        if let Some(pc) = peer.publish.as_mut()
+            && let Some(mut s) = pc.rtp_sender(sender)
+        {
+            s.write_rtp(now, packet).expect("write");
+        }
     }
 
     /// The classroom publishes one Opus track.
@@ -357,7 +430,7 @@ impl Harness {
         };
         let (mime, fmtp) = codec.unwrap_or((mime, ""));
         let peer = &mut self.peers[index];
-        let mut pc = new_pc(self.now, peer.addr, peer.check_interval);
+        let mut pc = new_pc(self.now, peer.addr, peer.check_interval, peer.red);
         let ssrc = 0x1000 + index as u32;
         let track = MediaStreamTrack::new(
             "s".into(),
@@ -416,7 +489,7 @@ impl Harness {
     /// Send on them with [`Harness::send_timed`].
     pub fn publish_audio_and_video(&mut self, index: usize) {
         let peer = &mut self.peers[index];
-        let mut pc = new_pc(self.now, peer.addr, peer.check_interval);
+        let mut pc = new_pc(self.now, peer.addr, peer.check_interval, peer.red);
         let mut senders = Vec::new();
         for (kind, mime, clock_rate, channels, name, ssrc) in [
             (
@@ -633,7 +706,7 @@ impl Harness {
         let index = self.join(Role::Viewer);
         let now = self.now;
         let peer = &mut self.peers[index];
-        let mut pc = new_pc(now, subscribe_addr(peer.addr), None);
+        let mut pc = new_pc(now, subscribe_addr(peer.addr), None, peer.red);
         for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
             pc.add_transceiver_from_kind(
                 kind,
@@ -794,6 +867,8 @@ impl Harness {
                             RTCMessage::RtpPacket(_, packet) => {
                                 peer.received += 1;
                                 peer.received_seqs.push(packet.header.sequence_number);
+                                peer.received_payloads
+                                    .push((packet.header.payload_type, packet.payload.clone()));
                                 peer.last_received = Some(packet.header);
                             }
                             RTCMessage::RtcpPacket(_, packets) => {
@@ -852,10 +927,10 @@ impl Harness {
             return;
         };
         let addr = subscribe_addr(peer.addr);
-        let interval = peer.check_interval;
+        let (interval, red) = (peer.check_interval, peer.red);
         let pc = peer
             .subscribe
-            .get_or_insert_with(|| new_pc(now, addr, interval));
+            .get_or_insert_with(|| new_pc(now, addr, interval, red));
         pc.set_remote_description(now, RTCSessionDescription::offer(sdp).expect("sdp"))
             .expect("remote offer");
         let answer = pc.create_answer(None).expect("answer");
