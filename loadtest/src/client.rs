@@ -11,7 +11,7 @@ use crate::link::{LinkProfile, ProxyStats, UdpLinkProxy};
 use crate::loss::SeqCounter;
 use crate::media::{
     Bins, FrameAssembler, LatenessRecorder, OpusOptions, SenderReport, local_track, payload_type,
-    send_tone, send_video,
+    red_send_payload_type, send_tone, send_video,
 };
 use crate::stats::JitterEstimator;
 use crate::tcp_link::TcpLinkProxy;
@@ -69,6 +69,9 @@ pub struct ReceivedTrack {
     pub seqs: SeqCounter,
     /// RFC 3550 interarrival jitter of the audio packets (audio tracks only).
     pub jitter: Option<JitterEstimator>,
+    /// Unwraps RED (RFC 2198) audio, as a browser's receiver does: a packet lost on the way is
+    /// rebuilt from the next one's redundancy and counts as received.
+    pub red: tandem_sfu::red::Unwrapper,
 }
 
 /// How a classroom reaches the server. The default is what [`Classroom::join`] does: a direct
@@ -97,6 +100,10 @@ pub struct ClientOptions {
     pub consent_check_interval: Option<Duration>,
     /// Reach the server over ICE-TCP only (RFC 6544), as a classroom whose network blocks UDP.
     pub tcp: bool,
+    /// Negotiate redundant audio (RFC 2198, `red/48000/2` over Opus) as Chrome does: send the
+    /// microphone as RED (each packet repeats the previous frame) when the server accepts it,
+    /// and unwrap the RED it receives.
+    pub red: bool,
 }
 
 /// The emulated link of one leg: UDP datagrams, or the frames of an ICE-TCP connection.
@@ -116,7 +123,7 @@ impl LinkProxy {
 
 impl ClientOptions {
     /// The options of a classroom behind an emulated link (`None`: direct) with browser-like
-    /// Opus settings (FEC on, DTX off, as Chrome sends by default).
+    /// Opus settings (FEC on, DTX off, RED negotiated, as Chrome sends by default).
     pub fn browser_like(link: Option<LinkProfile>, seed: u64) -> Self {
         Self {
             link,
@@ -128,6 +135,7 @@ impl ClientOptions {
             measure_only: false,
             consent_check_interval: None,
             tcp: false,
+            red: true,
         }
     }
 
@@ -271,6 +279,8 @@ pub(crate) struct Shared {
     offered: HashMap<String, TrackInfo>,
     /// Keep no Opus payloads (see [`ClientOptions::measure_only`]).
     drop_opus: bool,
+    /// The payload types the server sends RED under (from the subscribe leg's answer).
+    red_payload_types: Vec<u8>,
 }
 
 /// A track this classroom publishes, and what its sender reports.
@@ -305,6 +315,19 @@ pub struct Classroom {
     proxies: Arc<Mutex<Vec<LinkProxy>>>,
     /// What this classroom publishes.
     published: Vec<PublishedTrack>,
+}
+
+/// The payload types an SDP description gives redundant audio (`a=rtpmap:<pt> red/48000/2`).
+pub fn red_payload_types(sdp: &str) -> Vec<u8> {
+    sdp.lines()
+        .filter_map(|l| {
+            let (pt, format) = l.trim().strip_prefix("a=rtpmap:")?.split_once(' ')?;
+            format
+                .to_ascii_lowercase()
+                .starts_with("red/")
+                .then(|| pt.parse().ok())?
+        })
+        .collect()
 }
 
 /// The WebSocket URL of a server given its HTTP base URL.
@@ -354,12 +377,14 @@ impl PeerConnectionEventHandler for Handler {
         let track_id = track.track_id().await;
         let is_audio = track.kind().await == RtpCodecKind::Audio;
         tokio::spawn(async move {
+            let mut unwrapped = Vec::new();
             while let Some(event) = track.poll().await {
                 match event {
                     TrackRemoteEvent::OnRtpPacket(packet) => {
                         let now = Instant::now();
                         let mut s = shared.lock();
                         let drop_opus = s.drop_opus;
+                        let red_types = s.red_payload_types.clone();
                         let info = s.offered.get(&track_id).cloned();
                         let r = s.received.entry(track_id.clone()).or_default();
                         if r.info.is_none() {
@@ -369,21 +394,63 @@ impl PeerConnectionEventHandler for Handler {
                         r.bytes += packet.payload.len() as u64;
                         r.first_at.get_or_insert(now);
                         r.last_at = Some(now);
+                        if is_audio {
+                            // RED: the frames it recovers, then its own; else the packet.
+                            let frames = if red_types.contains(&packet.header.payload_type) {
+                                let Ok(red) = tandem_sfu::red::parse(&packet.payload) else {
+                                    continue;
+                                };
+                                r.red.unwrap_red(
+                                    packet.header.sequence_number,
+                                    packet.header.timestamp,
+                                    &red,
+                                    &mut unwrapped,
+                                );
+                                unwrapped
+                                    .iter()
+                                    .map(|u| {
+                                        (
+                                            u.sequence_number,
+                                            u.timestamp,
+                                            u.payload.clone(),
+                                            u.recovered,
+                                        )
+                                    })
+                                    .collect::<Vec<_>>()
+                            } else {
+                                vec![(
+                                    packet.header.sequence_number,
+                                    packet.header.timestamp,
+                                    packet.payload.clone(),
+                                    false,
+                                )]
+                            };
+                            for (seq, timestamp, payload, recovered) in frames {
+                                // A duplicate (a retransmission of a packet that had arrived)
+                                // is counted, but is no new arrival.
+                                if r.seqs.record_ext(seq).is_none() {
+                                    continue;
+                                }
+                                r.arrivals.add(now, 1);
+                                if !drop_opus {
+                                    r.opus.push((seq, payload));
+                                }
+                                // Jitter is of packets as they arrived, not of rebuilt ones.
+                                if !recovered {
+                                    r.jitter
+                                        .get_or_insert_with(|| JitterEstimator::new(48_000))
+                                        .update(now, timestamp);
+                                }
+                            }
+                            continue;
+                        }
                         // A duplicate (a retransmission of a packet that had arrived)
                         // is counted, but starts no frame and carries no new latency.
                         let Some(ext) = r.seqs.record_ext(packet.header.sequence_number) else {
                             continue;
                         };
                         r.arrivals.add(now, 1);
-                        if is_audio {
-                            if !drop_opus {
-                                r.opus
-                                    .push((packet.header.sequence_number, packet.payload.clone()));
-                            }
-                            r.jitter
-                                .get_or_insert_with(|| JitterEstimator::new(48_000))
-                                .update(now, packet.header.timestamp);
-                        } else {
+                        {
                             // The descriptor's start bit marks a frame's first packet, also
                             // when it arrives late as a retransmission.
                             let start = parse_video(&packet.payload);
@@ -431,6 +498,7 @@ pub(crate) async fn new_peer(
     shared: Arc<Mutex<Shared>>,
     consent_check_interval: Option<Duration>,
     tcp: bool,
+    red: bool,
 ) -> anyhow::Result<(
     Arc<dyn PeerConnection>,
     mpsc::UnboundedReceiver<()>,
@@ -438,6 +506,22 @@ pub(crate) async fn new_peer(
 )> {
     let mut media_engine = MediaEngine::default();
     media_engine.register_default_codecs()?;
+    if red {
+        // As Chrome offers it: after Opus, naming Opus as its primary and redundancy.
+        media_engine.register_codec(
+            rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters {
+                rtp_codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
+                    mime_type: tandem_sfu::codecs::MIME_TYPE_RED.to_owned(),
+                    clock_rate: 48_000,
+                    channels: 2,
+                    sdp_fmtp_line: "111/111".to_owned(),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: tandem_sfu::codecs::RED_PAYLOAD_TYPE,
+            },
+            RtpCodecKind::Audio,
+        )?;
+    }
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)?.with(
         rtc::interceptor::Slot::from(tandem_sfu::feedback::KEYFRAME_TAP_SLOT),
         tandem_sfu::feedback::KeyframeRequestTap::default(),
@@ -617,8 +701,13 @@ impl Classroom {
                 let pc = match existing {
                     Some(pc) => pc,
                     None => {
-                        match new_peer(shared.clone(), options.consent_check_interval, options.tcp)
-                            .await
+                        match new_peer(
+                            shared.clone(),
+                            options.consent_check_interval,
+                            options.tcp,
+                            options.red,
+                        )
+                        .await
                         {
                             Ok((pc, g, _)) => {
                                 gathered = Some(g);
@@ -663,6 +752,7 @@ impl Classroom {
                 .await;
                 match result {
                     Ok(sdp) => {
+                        shared.lock().red_payload_types = red_payload_types(&sdp);
                         let answer = ClientMessage::SubscribeAnswer { sdp };
                         if let Ok(text) = serde_json::to_string(&answer) {
                             let _ = outgoing.send(Message::text(text));
@@ -780,6 +870,7 @@ impl Classroom {
             self.shared.clone(),
             self.options.consent_check_interval,
             self.options.tcp,
+            self.options.red,
         )
         .await?;
         let mut declared = Vec::new();
@@ -878,6 +969,7 @@ impl Classroom {
             let opus = OpusOptions {
                 fec: self.options.opus_fec,
                 dtx: self.options.opus_dtx,
+                red: red_send_payload_type(&pc).await,
             };
             let r = report(Source::Microphone, MediaKind::Audio);
             tasks.push(tokio::spawn(send_tone(track, ssrc, pt, hz, opus, r)));

@@ -247,6 +247,30 @@ fn rtp(ssrc: u32, pt: u8, seq: u16, ts: u32, marker: bool, payload: Bytes) -> rt
 pub(crate) struct OpusOptions {
     pub(crate) fec: bool,
     pub(crate) dtx: bool,
+    /// Send RED (RFC 2198) under this payload type: each packet carries the previous frame as
+    /// redundancy, as Chrome does when RED is negotiated.
+    pub(crate) red: Option<u8>,
+}
+
+/// The payload type a publish leg negotiated for RED on its audio sender, if it did.
+pub(crate) async fn red_send_payload_type(pc: &Arc<dyn PeerConnection>) -> Option<u8> {
+    for sender in pc.get_senders().await {
+        if sender.track().track().await.kind() != RtpCodecKind::Audio {
+            continue;
+        }
+        let Ok(params) = sender.get_parameters().await else {
+            continue;
+        };
+        if let Some(red) = params
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|c| tandem_sfu::codecs::is_red(&c.rtp_codec.mime_type))
+        {
+            return Some(red.payload_type);
+        }
+    }
+    None
 }
 
 /// Send an Opus-encoded sine tone in 20 ms frames, as a browser microphone would.
@@ -275,6 +299,8 @@ pub(crate) async fn send_tone(
     let step = 2.0 * std::f32::consts::PI * hz / 48000.0;
     let mut pcm = vec![0f32; OPUS_FRAME_SAMPLES];
     let mut out = vec![0u8; 1500];
+    // The previous frame and its timestamp, repeated in the next RED packet.
+    let mut previous: Option<(u32, Bytes)> = None;
     loop {
         schedule.next(report.lateness.as_ref()).await;
         for s in pcm.iter_mut() {
@@ -284,7 +310,27 @@ pub(crate) async fn send_tone(
         let Ok(n) = encoder.encode_float(&pcm, &mut out) else {
             return;
         };
-        let packet = rtp(ssrc, pt, seq, ts, false, Bytes::copy_from_slice(&out[..n]));
+        let frame = Bytes::copy_from_slice(&out[..n]);
+        let packet = match options.red {
+            Some(red_pt) => {
+                let mut payload = BytesMut::new();
+                let redundant: Vec<(u8, u16, &[u8])> = previous
+                    .iter()
+                    .filter_map(|(at, f)| {
+                        let offset = u16::try_from(ts.wrapping_sub(*at)).ok()?;
+                        (offset <= tandem_sfu::red::MAX_TIMESTAMP_OFFSET
+                            && f.len() <= tandem_sfu::red::MAX_BLOCK_LENGTH)
+                            .then_some((pt, offset, &f[..]))
+                    })
+                    .collect();
+                if tandem_sfu::red::build(pt, &frame, &redundant, &mut payload).is_err() {
+                    return;
+                }
+                previous = Some((ts, frame));
+                rtp(ssrc, red_pt, seq, ts, false, payload.freeze())
+            }
+            None => rtp(ssrc, pt, seq, ts, false, frame),
+        };
         if track.write_rtp(packet).await.is_ok() {
             report.sent.lock().add(Instant::now(), 1);
         }

@@ -111,8 +111,13 @@ impl HttpMediaSession {
     ) -> anyhow::Result<HttpOfferOutcome> {
         let proxies = Arc::new(Mutex::new(Vec::new()));
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let (pc, mut gathered, mut connected) =
-            new_peer(shared.clone(), options.consent_check_interval, options.tcp).await?;
+        let (pc, mut gathered, mut connected) = new_peer(
+            shared.clone(),
+            options.consent_check_interval,
+            options.tcp,
+            options.red,
+        )
+        .await?;
         let (audio, audio_ssrc) = local_track(RtpCodecKind::Audio, "audio/opus", 48000, 2);
         pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await?;
         let video = if spec.video.is_some() {
@@ -190,7 +195,7 @@ impl HttpMediaSession {
         use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (pc, mut gathered, mut connected) =
-            new_peer(shared.clone(), consent_check_interval, false).await?;
+            new_peer(shared.clone(), consent_check_interval, false, false).await?;
         for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
             pc.add_transceiver_from_kind(
                 kind,
