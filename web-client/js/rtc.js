@@ -17,6 +17,27 @@ export const RESTART_AFTER_DISCONNECTED_MS = 3000;
 export const RESTART_RETRY_MS = 15_000;
 
 /**
+ * Put redundant audio (RFC 2198 `red/48000/2`: each Opus packet repeats the previous frame) first
+ * among a microphone transceiver's codecs, as LiveKit's client does: Chromium sends RED only when
+ * it heads the negotiated list, and then a lost packet is rebuilt from the next one. The server
+ * forwards RED to classrooms that negotiated it and plain Opus to the others. Returns whether RED
+ * was preferred (false: the browser has no RED, or cannot set codec preferences).
+ */
+export function preferRed(transceiver, codecs) {
+  if (!codecs || typeof transceiver.setCodecPreferences !== 'function') return false;
+  const isRed = (c) => c.mimeType.toLowerCase() === 'audio/red';
+  const red = codecs.filter(isRed);
+  if (!red.length) return false;
+  try {
+    transceiver.setCodecPreferences([...red, ...codecs.filter((c) => !isRed(c))]);
+    return true;
+  } catch {
+    // A browser that refuses the list keeps its own order: plain Opus still works.
+    return false;
+  }
+}
+
+/**
  * Events: `remote-tracks` {tracks: [{mid, info, track}]} after every subscribe offer;
  * `leg-state` {leg, state} on connection state changes; `negotiation-error` {leg, error};
  * `ice-restart` {leg, attempt} when a leg's ICE is restarted.
@@ -32,8 +53,10 @@ export class RtcSession extends EventTarget {
     send, RTCPeerConnectionImpl = globalThis.RTCPeerConnection, iceServers = [],
     setTimeout: setTimer = globalThis.setTimeout.bind(globalThis),
     clearTimeout: clearTimer = globalThis.clearTimeout.bind(globalThis),
+    audioCodecs = globalThis.RTCRtpReceiver?.getCapabilities?.('audio')?.codecs,
   }) {
     super();
+    this.audioCodecs = audioCodecs;
     this.send = send;
     this.pcConfig = { ...PC_CONFIG, iceServers };
     this.Impl = RTCPeerConnectionImpl;
@@ -128,6 +151,7 @@ export class RtcSession extends EventTarget {
     if (!this.pub) this.pub = this.#createPc('publish');
     for (const { source, track, stream } of items) {
       const transceiver = this.pub.addTransceiver(track, { direction: 'sendonly', streams: [stream || new MediaStream([track])] });
+      if (track.kind === 'audio') preferRed(transceiver, this.audioCodecs);
       this.published.push({ source, track, stream, transceiver });
     }
     await this.negotiatePublish();

@@ -2,7 +2,7 @@
 // its tracks by msid, the subscribe leg answers and maps mids to published tracks, ICE trickles.
 import { test, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { RtcSession, RESTART_AFTER_DISCONNECTED_MS, RESTART_RETRY_MS } from '../js/rtc.js';
+import { RtcSession, RESTART_AFTER_DISCONNECTED_MS, RESTART_RETRY_MS, preferRed } from '../js/rtc.js';
 import { FakeClock } from './fakes.js';
 
 globalThis.MediaStream ??= class { constructor(tracks = []) { this.tracks = tracks; this.id = 'stream-x'; } };
@@ -20,6 +20,8 @@ class FakePC {
       sender: { track, async replaceTrack(t) { this.track = t; } },
       receiver: { track: null },
       msid: track.id,
+      codecPreferences: null,
+      setCodecPreferences(codecs) { this.codecPreferences = codecs; },
       stop() { this.stopped = true; },
     };
     this.transceivers.push(tr);
@@ -85,6 +87,21 @@ test('publishing offers sendonly tracks, declared by their msid, with their sour
   assert.deepEqual(sent[0].tracks, [{ track_id: 'mic-1', source: 'microphone' }, { track_id: 'cam-1', source: 'camera' }]);
   assert.ok(pub().transceivers.every((t) => t.direction === 'sendonly'));
   assert.equal(pub().config.bundlePolicy, 'max-bundle');
+});
+
+test('the microphone prefers redundant audio (RED) when the browser has it, the camera keeps its codecs', async () => {
+  const opus = { mimeType: 'audio/opus', clockRate: 48000, channels: 2, sdpFmtpLine: 'minptime=10;useinbandfec=1' };
+  const red = { mimeType: 'audio/red', clockRate: 48000, channels: 2, sdpFmtpLine: '111/111' };
+  const g722 = { mimeType: 'audio/G722', clockRate: 8000 };
+  rtc = new RtcSession({ send: (m) => sent.push(m), RTCPeerConnectionImpl: FakePC, audioCodecs: [opus, red, g722] });
+  await rtc.publish([{ source: 'microphone', track: mic, stream }, { source: 'camera', track: cam, stream }]);
+  const [micTr, camTr] = FakePC.all.at(-1).transceivers;
+  assert.deepEqual(micTr.codecPreferences, [red, opus, g722]);
+  assert.equal(camTr.codecPreferences, null);
+  // A browser without RED keeps its order.
+  const withoutRed = { setCodecPreferences() { throw new Error('not called'); } };
+  assert.equal(preferRed(withoutRed, [opus, g722]), false);
+  assert.equal(preferRed(withoutRed, undefined), false);
 });
 
 test('a second negotiation waits for the answer to the first, then screen share is offered', async () => {
