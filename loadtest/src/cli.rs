@@ -246,6 +246,11 @@ pub struct MediaArgs {
     /// The master classroom also shares its screen (a second video track).
     #[arg(long, env = "TANDEM_LOADTEST_SCREEN_SHARE")]
     pub screen_share: bool,
+
+    /// Send the microphones as plain Opus: no redundant audio (RFC 2198 RED, which the
+    /// classrooms otherwise negotiate and send as Chrome does, one previous frame per packet).
+    #[arg(long, env = "TANDEM_LOADTEST_NO_RED")]
+    pub no_red: bool,
 }
 
 /// What happens during the lesson.

@@ -78,6 +78,7 @@ fn options(cfg: &RunConfig, sh: &Shared, probe: bool, seed: u64) -> ClientOption
         measure_only: true,
         // The probe measures the server on a direct UDP path, whatever the classrooms use.
         tcp: cfg.tcp && !probe,
+        red: cfg.red,
         ..ClientOptions::browser_like((!probe).then(|| cfg.link.clone()), seed)
     }
 }

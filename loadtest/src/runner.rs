@@ -92,6 +92,8 @@ pub struct RunConfig {
     pub faults: Faults,
     /// The emulated classrooms reach the server over ICE-TCP only.
     pub tcp: bool,
+    /// Classrooms negotiate and send redundant audio (RED), as Chrome does.
+    pub red: bool,
 }
 
 impl RunConfig {
@@ -118,6 +120,7 @@ impl RunConfig {
             soak: args.soak,
             faults: Faults::default(),
             tcp: args.transport == crate::cli::Transport::Tcp,
+            red: !args.media.no_red,
         })
     }
 
@@ -524,6 +527,7 @@ mod tests {
             soak: false,
             faults: Faults::default(),
             tcp: false,
+            red: true,
         }
     }
 
