@@ -35,6 +35,7 @@ fn lesson(duration: Duration, faults: Faults) -> RunConfig {
         soak: false,
         faults,
         tcp: false,
+        red: true,
     }
 }
 

@@ -56,6 +56,7 @@ async fn one_class_over_1000km_on_ice_tcp_passes() {
         soak: false,
         faults: Faults::default(),
         tcp: true,
+        red: true,
     };
     // Default objectives but two, as in `run.rs`: a debug build whose server shares this
     // test's two runtime threads with the clients and their link emulators, on a host shared
