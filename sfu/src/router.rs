@@ -1690,9 +1690,16 @@ fn forward(
             }
             (Outgoing::Red { parsed, .. }, Some(red_payload_type)) => {
                 // RED as RED: the blocks in the subscriber's numbering of Opus.
-                let payload =
-                    crate::red::with_payload_type(&packet.payload, parsed, down.payload_type);
-                let as_red = Some((red_payload_type, None, None, payload));
+                let as_red = Some(Replace {
+                    payload_type: red_payload_type,
+                    sequence_number: packet.header.sequence_number,
+                    timestamp: packet.header.timestamp,
+                    payload: crate::red::with_payload_type(
+                        &packet.payload,
+                        parsed,
+                        down.payload_type,
+                    ),
+                });
                 waiting |= send(
                     now, packet, as_red, keyframe, extensions, down, transport, key, dirty, metrics,
                 );
@@ -1700,12 +1707,12 @@ fn forward(
             (Outgoing::Red { unwrapped, .. }, None) => {
                 // Plain Opus: the recovered packets first, then the primary.
                 for opus in unwrapped.iter() {
-                    let plain = Some((
-                        down.payload_type,
-                        Some(opus.sequence_number),
-                        Some(opus.timestamp),
-                        opus.payload.clone(),
-                    ));
+                    let plain = Some(Replace {
+                        payload_type: down.payload_type,
+                        sequence_number: opus.sequence_number,
+                        timestamp: opus.timestamp,
+                        payload: opus.payload.clone(),
+                    });
                     waiting |= send(
                         now, packet, plain, keyframe, extensions, down, transport, key, dirty,
                         metrics,
@@ -1717,14 +1724,22 @@ fn forward(
     waiting
 }
 
-/// One packet to one downtrack: `packet` as it came, or with this payload type, sequence number,
-/// timestamp and payload (RED forwarded or unwrapped). Returns whether the downtrack waits for
-/// a keyframe.
+/// What a downtrack sends instead of a publisher packet's own payload type, numbering and
+/// payload (before its own rewriting): RED forwarded, or a packet unwrapped from RED.
+struct Replace {
+    payload_type: u8,
+    sequence_number: u16,
+    timestamp: u32,
+    payload: bytes::Bytes,
+}
+
+/// One packet to one downtrack: `packet` as it came, or with `replace`. Returns whether the
+/// downtrack waits for a keyframe.
 #[allow(clippy::too_many_arguments)]
 fn send(
     now: Instant,
     packet: &rtc::rtp::Packet,
-    replace: Option<(u8, Option<u16>, Option<u32>, bytes::Bytes)>,
+    replace: Option<Replace>,
     keyframe: bool,
     extensions: &crate::extensions::ExtensionIds,
     down: &mut DownTrack,
@@ -1735,12 +1750,7 @@ fn send(
 ) -> bool {
     let header = &packet.header;
     let (payload_type, sequence_number, timestamp, payload) = match &replace {
-        Some((pt, seq, ts, payload)) => (
-            *pt,
-            seq.unwrap_or(header.sequence_number),
-            ts.unwrap_or(header.timestamp),
-            payload,
-        ),
+        Some(r) => (r.payload_type, r.sequence_number, r.timestamp, &r.payload),
         None => (
             down.payload_type,
             header.sequence_number,
