@@ -145,3 +145,35 @@ async fn a_teacher_who_reloads_continues_on_the_tracks_the_classrooms_have() {
     }
     drop(teacher);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_teacher_seat_whose_connection_dropped_is_taken_back() {
+    let server = common::start().await;
+    let class = common::create_class(&server.base, "History").await;
+    let teacher = Classroom::join(&server.base, &class.teacher_url, "Ms Li")
+        .await
+        .unwrap();
+    // A second device of the teacher's, while the first is connected: a seat of its own.
+    let second = Classroom::join(&server.base, &class.teacher_url, "Ms Li (tablet)")
+        .await
+        .unwrap();
+    assert_ne!(second.classroom_id, teacher.classroom_id);
+
+    // A classroom link names no seat: a classroom that comes back without its resume key is
+    // a new classroom, even while another one's seat waits out its grace period.
+    let mut a = Classroom::join(&server.base, &class.invite_url, "Room A")
+        .await
+        .unwrap();
+    let a_id = a.classroom_id.clone();
+    a.close().await;
+    teacher
+        .wait_for(Duration::from_secs(5), |m| {
+            matches!(m, ServerMessage::ParticipantState { classroom_id, connected: false } if classroom_id.as_str() == a_id)
+        })
+        .await
+        .expect("the teacher sees A's link drop");
+    let b = Classroom::join(&server.base, &class.invite_url, "Room B")
+        .await
+        .unwrap();
+    assert_ne!(b.classroom_id, a_id, "B does not take A's seat");
+}

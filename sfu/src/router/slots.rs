@@ -224,18 +224,20 @@ impl Router {
             .codec
             .as_ref()
             .is_some_and(|c| crate::codecs::same_codec(c, &codec));
+        // Announced again if it was vacant, or for the first time if its first stream never got
+        // as far as a packet.
+        let announce = slot.slot == Slot::Vacant || slot.codec.is_none();
         slot.payload_format = crate::downtrack::Codec::from_mime(&codec.mime_type);
         slot.codec = Some(codec);
         slot.extensions = extensions;
         slot.refill = false;
-        let was_vacant = slot.slot == Slot::Vacant;
         slot.slot = Slot::Live;
         let (class, info, subscribers) = (
             slot.class.clone(),
             slot.info.clone(),
             slot.subscribers.clone(),
         );
-        if was_vacant {
+        if announce {
             tracing::info!(class = %class, classroom = %info.classroom_id, track = %track_id, "track published again in its slot");
             self.events.push_back(RouterEvent::TrackPublished {
                 class: class.clone(),
