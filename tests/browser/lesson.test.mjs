@@ -232,6 +232,34 @@ test('a dual-teacher lesson in the browser', { timeout: 300_000 }, async (t) => 
     assert.deepEqual(await screenMid(), mids, 'the share kept its transceiver and track id');
   });
 
+  await t.test('the teacher reloads the page: A sees and hears the teacher again on the same transceivers, with no new subscribe offer', async () => {
+    await roomA.evaluate(() => {
+      window.__news = [];
+      window.__testSockets.at(-1).addEventListener('message', (e) => {
+        const { type } = JSON.parse(e.data);
+        if (['subscribe_offer', 'track_published', 'track_unpublished', 'participant_joined', 'participant_left'].includes(type)) window.__news.push(type);
+      });
+    });
+    const teacherMids = () => roomA.evaluate((tid) => Object.entries(window.tandem.state().subscribed)
+      .filter(([, t]) => t.classroom_id === tid).map(([mid, t]) => `${mid}:${t.track_id}:${t.source}`).sort(), ids.teacher);
+    const mids = await teacherMids();
+    await teacher.reload();
+    await passDeviceCheck(teacher);
+    await byTestId(teacher, 'teacher-live').waitFor();
+    await teacher.waitForFunction(() => window.tandem.state() && window.tandem.state().joined);
+    assert.equal(await teacher.evaluate(() => window.tandem.state().you.classroom_id), ids.teacher, 'the reloaded page has the teacher\'s seat back');
+    await waitForFlow(roomA, { classroom_id: ids.teacher, kind: 'video', source: 'camera' }, 'classroom A ← teacher camera after the reload');
+    await waitForFlow(roomA, { classroom_id: ids.teacher, kind: 'audio' }, 'classroom A ← teacher audio after the reload');
+    await roomA.waitForFunction(() => {
+      const v = document.querySelector('[data-testid="main-video"]');
+      return v && !v.hidden && v.videoWidth > 0;
+    });
+    assert.deepEqual(await roomA.evaluate(() => window.__news), [], 'A was told of no track or seat change and not renegotiated');
+    assert.deepEqual(await teacherMids(), mids, 'the same transceivers carry the teacher');
+    await teacher.waitForFunction(() => document.querySelector('[data-testid="connection-status"]').dataset.status === 'live');
+    await shot(roomA, '05b-classroom-a-after-teacher-reload');
+  });
+
   await t.test('B loses its signaling connection, resumes its place and media flows again', async () => {
     await roomB.evaluate(() => window.__testSockets.at(-1).close());
     await roomB.waitForFunction(() => document.querySelector('[data-testid="connection-status"]').dataset.status === 'reconnecting', null, { timeout: 5000 })

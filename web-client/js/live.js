@@ -224,6 +224,15 @@ export class LiveSession extends EventTarget {
     this.#teardown();
   }
 
+  /**
+   * The page goes away without leaving (a reload): the socket and both legs close without a
+   * `leave`, so the seat waits out the reconnect grace period and the page that loads next takes
+   * it back, its tracks continuing for everyone (docs/protocol.md, continuous downtracks).
+   */
+  suspend() {
+    this.#teardown();
+  }
+
   async startScreen(track) {
     this.local.screen = track;
     if (this.rtc) await this.rtc.startScreen(track);
