@@ -52,6 +52,9 @@ pub struct RouterConfig {
     /// How long a leg stays served without a successful consent check from its peer (RFC 7675:
     /// 30 s). Peers check every 5 s ± 20 %; only after this long is the leg lost.
     pub consent_timeout: Duration,
+    /// How long a rejoined classroom's tracks wait for its new publish leg to bring their sources
+    /// again (subscribers keep their downtracks meanwhile) before they count as stopped.
+    pub slot_hold: Duration,
     /// Offer the UDP host candidate (off: a test of networks that block UDP).
     pub media_udp: bool,
     /// ICE over TCP (RFC 6544): a passive TCP candidate on the media port number.
@@ -68,6 +71,7 @@ impl RouterConfig {
             keyframe_request_interval: Duration::from_secs(1),
             nack_buffer_packets: 512,
             consent_timeout: Duration::from_secs(30),
+            slot_hold: Duration::from_secs(10),
             media_udp: true,
             ice_tcp: true,
             tcp: tcp::TcpLimits::default(),

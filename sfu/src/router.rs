@@ -163,6 +163,10 @@ struct PublishedTrack {
     keyframes: KeyframeThrottle,
     /// Classrooms whose subscribe leg carries this track.
     subscribers: Vec<ClassroomId>,
+    /// Fed now, held for a rejoined publisher, or vacant ([`slots`]).
+    slot: slots::Slot,
+    /// A new stream filled the slot: its first packet checks the codec and switches downtracks.
+    refill: bool,
 }
 
 #[derive(Default)]
@@ -221,6 +225,16 @@ impl Router {
 
     /// A classroom joins a class. Joining again (a reconnect) starts it afresh.
     pub fn join(&mut self, now: Instant, class: ClassId, classroom: ClassroomId, role: Role) {
+        if self
+            .members
+            .get(&classroom)
+            .is_some_and(|m| m.class == class)
+        {
+            // The same seat again (a page reload): what it published is held for its new legs.
+            self.rejoin(now, &classroom, role);
+            self.flush();
+            return;
+        }
         if self.members.contains_key(&classroom) {
             self.leave(now, &classroom);
         }
@@ -347,6 +361,8 @@ impl Router {
         if member.role == Role::Viewer {
             return Err(SfuError::NotAllowed("a viewer publishes nothing"));
         }
+        let sources: Vec<(String, Source)> = sources.into_iter().collect();
+        let declared: Vec<Source> = sources.iter().map(|(_, s)| *s).collect();
         member.declared_sources.extend(sources);
         let key = match member.publish {
             Some(key) => key,
@@ -385,13 +401,13 @@ impl Router {
             })
             .map(|(_, track)| track.clone())
             .collect();
-        if !stopped.is_empty() {
-            for track in &stopped {
-                self.unpublish(track);
-            }
-            if let Some(class) = self.members.get(classroom).map(|m| m.class.clone()) {
-                self.sync_class(now, &class);
-            }
+        // Its slot stays (vacant) for the subscribers: a share that starts again fills it.
+        for track in &stopped {
+            self.vacate(track);
+        }
+        self.vacate_undeclared(classroom, &declared);
+        if let Some(class) = self.members.get(classroom).map(|m| m.class.clone()) {
+            self.sync_class(now, &class);
         }
         self.drain(now, key);
         self.flush();
@@ -691,6 +707,7 @@ impl Router {
             .filter(|t| t.connected)
             .filter_map(|t| t.consent_expires(timeout));
         legs.into_iter()
+            .chain(self.held_deadline())
             .chain(keyframes)
             .chain(speakers)
             .chain(consent)
@@ -737,6 +754,7 @@ impl Router {
             self.send_pli(now, &track);
         }
         self.expire_probes(now);
+        self.expire_held(now);
         self.flush();
     }
 
@@ -758,7 +776,7 @@ impl Router {
         let mut tracks: Vec<TrackInfo> = self
             .tracks
             .values()
-            .filter(|t| &t.class == class)
+            .filter(|t| &t.class == class && t.slot != slots::Slot::Vacant)
             .map(|t| t.info.clone())
             .collect();
         tracks.sort_by(|a, b| a.track_id.cmp(&b.track_id));
@@ -912,7 +930,8 @@ impl Router {
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(rtc_track)) => {
                 if let Some(track) = self.track_by_leg.remove(&(key, rtc_track)) {
-                    self.unpublish(&track);
+                    // Its classroom is still here: the slot waits for the source to come back.
+                    self.vacate(&track);
                     if let Some(class) = self.members.get(&classroom).map(|m| m.class.clone()) {
                         self.sync_class(now, &class);
                     }
@@ -1020,6 +1039,12 @@ impl Router {
             .get(&rtc_track)
             .copied()
             .unwrap_or(Source::default_for(kind));
+        if self.fill_slot(key, classroom, &rtc_track, receiver, ssrc, (kind, source)) {
+            return;
+        }
+        let Some(member) = self.members.get(classroom) else {
+            return;
+        };
         let track_id = TrackId::from(format!("t{}", self.next_track));
         self.next_track += 1;
         let info = TrackInfo {
@@ -1044,6 +1069,8 @@ impl Router {
                 red: None,
                 keyframes: KeyframeThrottle::new(self.config.keyframe_request_interval),
                 subscribers: Vec::new(),
+                slot: slots::Slot::Live,
+                refill: false,
             },
         );
     }
@@ -1062,7 +1089,7 @@ impl Router {
         let Some(track) = self.tracks.get_mut(&track_id) else {
             return;
         };
-        if track.codec.is_none() {
+        if track.codec.is_none() || track.refill {
             // The first packet names the codec the browser chose: now the track can be offered.
             let found = self.transports.get_mut(&key).and_then(|t| {
                 let mut receiver = t.pc.rtp_receiver(track.receiver)?;
@@ -1090,6 +1117,13 @@ impl Router {
             let Some((codec, extensions, red)) = found else {
                 return;
             };
+            if track.refill {
+                // A stream that filled a slot ([`slots`]): forwarded as the slot's from now on.
+                if self.refill_on_first_packet(now, &track_id, codec, extensions, red) {
+                    self.on_media(now, key, rtc_track, packet);
+                }
+                return;
+            }
             track.extensions = extensions;
             track.red = red;
             track.payload_format = Codec::from_mime(&codec.mime_type);
@@ -1328,6 +1362,10 @@ impl Router {
             s.forget(&published.info.classroom_id);
         }
         tracing::info!(class = %published.class, track = %track, "track unpublished");
+        if published.slot == slots::Slot::Vacant {
+            // Everybody was told when it fell vacant.
+            return;
+        }
         self.events.push_back(RouterEvent::TrackUnpublished {
             class: published.class,
             track: published.info,
@@ -1415,6 +1453,14 @@ impl Router {
                 else {
                     continue;
                 };
+                // A held or vacant slot is kept by those who have it, not offered anew.
+                if self
+                    .tracks
+                    .get(new)
+                    .is_some_and(|t| t.slot != slots::Slot::Live)
+                {
+                    continue;
+                }
                 match self.add_downtrack(now, subscriber, new, publisher, *kind, codec.clone()) {
                     Ok(()) => changed = true,
                     Err(err) => {
@@ -1799,6 +1845,7 @@ fn send(
     false
 }
 
+mod slots;
 mod viewer;
 
 #[cfg(test)]
@@ -1809,6 +1856,8 @@ mod downtrack_tests;
 mod lipsync_tests;
 #[cfg(test)]
 mod red_tests;
+#[cfg(test)]
+mod slot_tests;
 
 #[cfg(test)]
 mod tests {

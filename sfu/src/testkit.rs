@@ -50,6 +50,11 @@ pub struct Peer {
     pub transport_feedback: u64,
     /// The header of the last RTP packet received on the subscribe leg.
     pub last_received: Option<rtc::rtp::Header>,
+    /// Every RTP packet received on the subscribe leg: (SSRC, sequence number, payload).
+    pub received_packets: Vec<(u32, u16, Bytes)>,
+    /// How many times its page joined again: each session's streams get other SSRCs, as a
+    /// new browser session's do.
+    generation: u32,
     /// How often its legs send consent checks (`None`: `rtc`'s default, 2 s).
     check_interval: Option<Duration>,
     seq: u16,
@@ -353,6 +358,8 @@ impl Harness {
             keyframe_requests: 0,
             transport_feedback: 0,
             last_received: None,
+            received_packets: Vec::new(),
+            generation: 0,
             seq: 0,
             red: false,
             received_payloads: Vec::new(),
@@ -431,7 +438,7 @@ impl Harness {
         let (mime, fmtp) = codec.unwrap_or((mime, ""));
         let peer = &mut self.peers[index];
         let mut pc = new_pc(self.now, peer.addr, peer.check_interval, peer.red);
-        let ssrc = 0x1000 + index as u32;
+        let ssrc = 0x1000 + index as u32 + peer.generation * 0x10_000;
         let track = MediaStreamTrack::new(
             "s".into(),
             format!("{name}-{index}"),
@@ -629,6 +636,87 @@ impl Harness {
         self.pump();
     }
 
+    /// The classroom, publishing a camera ([`Harness::publish_video`]), shares a screen: a new
+    /// VP8 track (`rtc_track` its msid track id, a new one per share, as a browser's is) on the
+    /// same publish leg, renegotiated. Send on it with [`Harness::send_timed`] (`video`).
+    pub fn share_screen(&mut self, index: usize, rtc_track: &str, ssrc: u32) {
+        let now = self.now;
+        let peer = &mut self.peers[index];
+        let pc = peer.publish.as_mut().expect("publish leg");
+        let track = MediaStreamTrack::new(
+            format!("screen-{rtc_track}"),
+            rtc_track.into(),
+            "screen".into(),
+            RtpCodecKind::Video,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: RTCRtpCodec {
+                    mime_type: "video/VP8".into(),
+                    clock_rate: 90000,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+        );
+        let sender = pc.add_track(track).expect("track");
+        let offer = pc.create_offer(None).expect("offer");
+        pc.set_local_description(now, offer.clone()).expect("local");
+        let camera = format!("cam-{index}");
+        let answer = self
+            .router
+            .publish_offer(
+                now,
+                &peer.id,
+                offer.sdp,
+                [
+                    (camera, Source::Camera),
+                    (rtc_track.to_owned(), Source::Screen),
+                ],
+            )
+            .expect("answer");
+        pc.set_remote_description(now, RTCSessionDescription::answer(answer).expect("sdp"))
+            .expect("remote");
+        let pt = pc
+            .rtp_sender(sender)
+            .and_then(|mut s| {
+                s.get_parameters()
+                    .rtp_parameters
+                    .codecs
+                    .first()
+                    .map(|c| c.payload_type)
+            })
+            .expect("payload type");
+        peer.second = Some((sender, ssrc, pt));
+        self.pump();
+    }
+
+    /// The classroom stops its screen share ([`Harness::share_screen`]) and renegotiates; its
+    /// camera goes on.
+    pub fn stop_screen(&mut self, index: usize) {
+        let now = self.now;
+        let peer = &mut self.peers[index];
+        let (sender, ..) = peer.second.take().expect("sharing");
+        let pc = peer.publish.as_mut().expect("publish leg");
+        pc.remove_track(sender).expect("remove");
+        let offer = pc.create_offer(None).expect("offer");
+        pc.set_local_description(now, offer.clone()).expect("local");
+        let answer = self
+            .router
+            .publish_offer(
+                now,
+                &peer.id,
+                offer.sdp,
+                [(format!("cam-{index}"), Source::Camera)],
+            )
+            .expect("answer");
+        pc.set_remote_description(now, RTCSessionDescription::answer(answer).expect("sdp"))
+            .expect("remote");
+        self.pump();
+    }
+
     /// The publisher sends one RTP packet (not yet delivered).
     pub fn send_packet(&mut self, index: usize, payload: Bytes) {
         self.send_packet_with_level(index, payload, None);
@@ -694,6 +782,7 @@ impl Harness {
         peer.subscribe = None;
         peer.sender = None;
         peer.seq = peer.seq.wrapping_add(20_000);
+        peer.generation += 1;
         let id = peer.id.clone();
         self.router.join(now, self.class.clone(), id, role);
         self.pump();
@@ -869,6 +958,11 @@ impl Harness {
                                 peer.received_seqs.push(packet.header.sequence_number);
                                 peer.received_payloads
                                     .push((packet.header.payload_type, packet.payload.clone()));
+                                peer.received_packets.push((
+                                    packet.header.ssrc,
+                                    packet.header.sequence_number,
+                                    packet.payload.clone(),
+                                ));
                                 peer.last_received = Some(packet.header);
                             }
                             RTCMessage::RtcpPacket(_, packets) => {

@@ -64,6 +64,10 @@ pub struct Config {
     /// Seconds a media leg stays served without a consent check from its peer (RFC 7675: 30).
     #[arg(long, env = "TANDEM_CONSENT_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub consent_timeout_secs: u64,
+    /// Seconds a classroom that joined again (a page reload) has to publish its sources again
+    /// before its old tracks end for the others; meanwhile their downtracks wait, unrenegotiated.
+    #[arg(long, env = "TANDEM_SLOT_HOLD_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub slot_hold_secs: u64,
     /// Pupils (vote-only devices from the pupil voting link) allowed in one class.
     #[arg(long, env = "TANDEM_MAX_PUPILS_PER_CLASS", default_value_t = 500)]
     pub max_pupils_per_class: usize,

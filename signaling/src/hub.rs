@@ -447,7 +447,8 @@ impl Hub {
             return Ok(seat);
         }
 
-        // A (re)joining classroom starts its media afresh: its old legs died with its page.
+        // A (re)joining classroom starts its media afresh: its old legs died with its page. Its
+        // tracks are held by the media plane for its new publish leg (continuous downtracks).
         let sfu_role = match role {
             ParticipantRole::Teacher => Role::Master,
             ParticipantRole::Classroom => Role::Remote,
@@ -463,6 +464,26 @@ impl Hub {
             .map_err(|_| HubError::new(ErrorCode::Internal, "the media plane is down"))?;
         tracing::info!(class = %seat.class_id, classroom = %seat.classroom_id, resumed, "joined");
         Ok(seat)
+    }
+
+    /// The resume key of the class's teacher seat, when `token` is that class's teacher token
+    /// and the seat's connection dropped and is still within its grace period: a teacher page
+    /// that reloads (and so lost its resume key) comes back to its own seat, under its classroom
+    /// id, and what it publishes again continues its old tracks for everyone (the media plane
+    /// holds them for it). Not a WHIP/WHEP session's seat; not a seat still connected (a second
+    /// device of the teacher joins beside it, as before).
+    pub fn teacher_seat_to_retake(&self, token: &str) -> Option<String> {
+        let claims = self.tokens.verify_any(token, unix_now()).ok()?;
+        if claims.role != TokenRole::Teacher {
+            return None;
+        }
+        let class = self.classes.get(&claims.class_id)?.clone();
+        let class = class.lock();
+        let seat = class.participants.iter().find(|p| {
+            p.view.role == ParticipantRole::Teacher && !p.view.connected && !p.http_session
+        })?;
+        tracing::info!(class = %claims.class_id, classroom = %seat.view.classroom_id, "a teacher page takes back its seat");
+        Some(seat.session.clone())
     }
 
     /// The connection of `seat` dropped without a `leave`: keep its place for the grace period.
@@ -783,7 +804,10 @@ impl Hub {
             ParticipantRole::Viewer => Role::Viewer,
             ParticipantRole::Pupil => return,
         };
-        // Joining again closes the old legs and ends their tracks (the router's rejoin).
+        // Its media is gone for good: its legs close and its tracks end for everyone (leaving
+        // first, so the media plane does not hold them as it does for a rejoin), then it joins
+        // afresh.
+        let _ = self.sfu.leave(seat.classroom_id.clone());
         let _ = self
             .sfu
             .join(seat.class_id.clone(), seat.classroom_id.clone(), sfu_role);

@@ -135,6 +135,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         std::time::Duration::from_millis(config.keyframe_interval_ms);
     router_config.nack_buffer_packets = config.nack_buffer_packets;
     router_config.consent_timeout = std::time::Duration::from_secs(config.consent_timeout_secs);
+    router_config.slot_hold = std::time::Duration::from_secs(config.slot_hold_secs);
     router_config
         .validate()
         .context("invalid media-plane settings")?;

@@ -227,6 +227,9 @@ async fn handle(
                 "connection has no outbox",
             ));
         };
+        // A teacher page that reloaded has no resume key: it takes back its seat if that seat is
+        // waiting out its grace period, so the class keeps its teacher's tracks.
+        let resume = resume.or_else(|| hub.teacher_seat_to_retake(&token));
         *seat = Some(
             hub.join(&token, &name, resume.as_deref(), keep_media, outbox, false)
                 .await?,

@@ -210,6 +210,56 @@ test('a dual-teacher lesson in the browser', { timeout: 300_000 }, async (t) => 
     await waitForFlow(roomA, { classroom_id: ids.teacher, kind: 'video', source: 'camera' }, 'classroom A ← teacher camera after the share');
   });
 
+  await t.test('the teacher shares again: A shows it on the transceiver it kept, with no new subscribe offer', async () => {
+    // Count the subscribe offers A's page gets from here on (continuous downtracks: none).
+    await roomA.evaluate(() => {
+      window.__offers = 0;
+      window.__testSockets.at(-1).addEventListener('message', (e) => {
+        if (JSON.parse(e.data).type === 'subscribe_offer') window.__offers += 1;
+      });
+    });
+    const screenMid = () => roomA.evaluate(() => Object.entries(window.tandem.state().subscribed)
+      .filter(([, t]) => t.source === 'screen').map(([mid, t]) => `${mid}:${t.track_id}`));
+    await byTestId(teacher, 'share-screen').click();
+    await teacher.waitForFunction(() => document.querySelector('[data-testid="share-screen"]').getAttribute('aria-pressed') === 'true');
+    await waitForFlow(roomA, { classroom_id: ids.teacher, kind: 'video', source: 'screen' }, 'classroom A ← teacher screen, shared again');
+    await byTestId(roomA, 'main-caption').filter({ hasText: 'screen' }).waitFor();
+    const mids = await screenMid();
+    await byTestId(teacher, 'share-screen').click();
+    await byTestId(roomA, 'main-caption').filter({ hasText: /^Ms Li$/ }).waitFor();
+    await roomA.waitForFunction(() => document.querySelector('[data-testid="pip-video"]').closest('figure').hidden);
+    assert.equal(await roomA.evaluate(() => window.__offers), 0, "A's subscribe leg was not renegotiated");
+    assert.deepEqual(await screenMid(), mids, 'the share kept its transceiver and track id');
+  });
+
+  await t.test('the teacher reloads the page: A sees and hears the teacher again on the same transceivers, with no new subscribe offer', async () => {
+    await roomA.evaluate(() => {
+      window.__news = [];
+      window.__testSockets.at(-1).addEventListener('message', (e) => {
+        const { type } = JSON.parse(e.data);
+        if (['subscribe_offer', 'track_published', 'track_unpublished', 'participant_joined', 'participant_left'].includes(type)) window.__news.push(type);
+      });
+    });
+    const teacherMids = () => roomA.evaluate((tid) => Object.entries(window.tandem.state().subscribed)
+      .filter(([, t]) => t.classroom_id === tid).map(([mid, t]) => `${mid}:${t.track_id}:${t.source}`).sort(), ids.teacher);
+    const mids = await teacherMids();
+    await teacher.reload();
+    await passDeviceCheck(teacher);
+    await byTestId(teacher, 'teacher-live').waitFor();
+    await teacher.waitForFunction(() => window.tandem.state() && window.tandem.state().joined);
+    assert.equal(await teacher.evaluate(() => window.tandem.state().you.classroom_id), ids.teacher, 'the reloaded page has the teacher\'s seat back');
+    await waitForFlow(roomA, { classroom_id: ids.teacher, kind: 'video', source: 'camera' }, 'classroom A ← teacher camera after the reload');
+    await waitForFlow(roomA, { classroom_id: ids.teacher, kind: 'audio' }, 'classroom A ← teacher audio after the reload');
+    await roomA.waitForFunction(() => {
+      const v = document.querySelector('[data-testid="main-video"]');
+      return v && !v.hidden && v.videoWidth > 0;
+    });
+    assert.deepEqual(await roomA.evaluate(() => window.__news), [], 'A was told of no track or seat change and not renegotiated');
+    assert.deepEqual(await teacherMids(), mids, 'the same transceivers carry the teacher');
+    await teacher.waitForFunction(() => document.querySelector('[data-testid="connection-status"]').dataset.status === 'live');
+    await shot(roomA, '05b-classroom-a-after-teacher-reload');
+  });
+
   await t.test('B loses its signaling connection, resumes its place and media flows again', async () => {
     await roomB.evaluate(() => window.__testSockets.at(-1).close());
     await roomB.waitForFunction(() => document.querySelector('[data-testid="connection-status"]').dataset.status === 'reconnecting', null, { timeout: 5000 })

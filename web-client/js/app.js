@@ -18,6 +18,8 @@ export function route(pathname, hash) {
 }
 
 let live = null;
+/** The teacher's page keeps its seat when it goes away (a reload takes it back); others leave. */
+let keepSeatOnHide = false;
 
 /** Read-only status for end-to-end tests and support: window.tandem. */
 function installHook() {
@@ -47,6 +49,7 @@ async function main() {
   const root = document.getElementById('app');
   root.removeAttribute('aria-busy');
   const where = route(location.pathname, location.hash);
+  keepSeatOnHide = where.page === 'teach';
   const onLive = (session) => { live = session; };
   if ((where.page === 'teach' || where.page === 'join' || where.page === 'vote') && !where.token) {
     messageScreen(root, { title: 'failure.noToken.title', body: 'failure.noToken.body', tone: 'error', testid: 'failure-no-token', actions: [{ i18n: 'action.home', href: '/', testid: 'go-home' }] });
@@ -71,7 +74,11 @@ async function main() {
 }
 
 if (typeof window !== 'undefined' && typeof document !== 'undefined') {
-  window.addEventListener('pagehide', () => { if (live) live.leave(); });
+  window.addEventListener('pagehide', () => {
+    if (!live) return;
+    if (keepSeatOnHide && live.suspend) live.suspend();
+    else live.leave();
+  });
   main().catch((err) => {
     console.error(err);
     const root = document.getElementById('app');

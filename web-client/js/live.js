@@ -2,7 +2,7 @@
 // Teacher and classroom pages both drive a LiveSession and only decide how things look.
 
 import { SignalingClient, msg, wsUrl } from './protocol.js';
-import { initialState, reduce } from './state.js';
+import { initialState, publishedOnly, reduce } from './state.js';
 import { RtcSession } from './rtc.js';
 import { grade, intervalLoss, worst } from './quality.js';
 import { BoardReplica } from './board-model.js';
@@ -91,7 +91,7 @@ export class LiveSession extends EventTarget {
     this.rtc = rtc;
     this.prevStats.clear();
     this.progress.clear();
-    rtc.addEventListener('remote-tracks', (e) => this.#emit('remote-tracks', e.detail));
+    rtc.addEventListener('remote-tracks', (e) => this.#emit('remote-tracks', { tracks: this.#shown(e.detail.tracks) }));
     rtc.addEventListener('leg-state', (e) => this.#emit('leg-state', e.detail));
     rtc.addEventListener('ice-restart', (e) => this.#emit('ice-restart', e.detail));
     rtc.addEventListener('negotiation-error', (e) => {
@@ -108,6 +108,16 @@ export class LiveSession extends EventTarget {
     this.#emit('remote-tracks', { tracks: [] });
   }
 
+  /**
+   * The received tracks that are published now. The server keeps a transceiver for a track whose
+   * source stopped (a screen share that ended, a teacher page reloading) and reuses it when the
+   * source comes back, without renegotiating: `track_unpublished` hides it, `track_published`
+   * with the same id shows it again (docs/protocol.md, continuous downtracks).
+   */
+  #shown(tracks) {
+    return publishedOnly(this.state, tracks);
+  }
+
   #setPolls(next) {
     if (next === this.polls) return;
     this.polls = next;
@@ -121,6 +131,9 @@ export class LiveSession extends EventTarget {
       return;
     }
     const rtc = this.rtc;
+    if ((m.type === 'track_published' || m.type === 'track_unpublished') && rtc && !rtc.closed) {
+      this.#emit('remote-tracks', { tracks: this.#shown(rtc.remoteTracks()) });
+    }
     switch (m.type) {
       case 'board_op':
         this.board.onApplied(m.applied);
@@ -208,6 +221,15 @@ export class LiveSession extends EventTarget {
 
   leave() {
     this.signaling.leave();
+    this.#teardown();
+  }
+
+  /**
+   * The page goes away without leaving (a reload): the socket and both legs close without a
+   * `leave`, so the seat waits out the reconnect grace period and the page that loads next takes
+   * it back, its tracks continuing for everyone (docs/protocol.md, continuous downtracks).
+   */
+  suspend() {
     this.#teardown();
   }
 

@@ -148,6 +148,14 @@ export function trackForMid(state, mid) {
   return state.subscribed[String(mid)] || null;
 }
 
+/**
+ * Of the received tracks ([{mid, info, track}]), those published now: a transceiver whose track
+ * ended but which the server keeps for its source's return (a stopped screen share) shows nothing.
+ */
+export function publishedOnly(state, tracks) {
+  return tracks.filter(({ info }) => !!(info && state.tracks[info.track_id]));
+}
+
 /** Whether the teacher currently shares a screen. */
 export function teacherIsSharing(state) {
   const teacher = teacherOf(state);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { initialState, reduce, remoteClassrooms, teacherOf, isOnStage, handRaised, trackForMid, teacherIsSharing, speakingParticipant } from '../js/state.js';
+import { initialState, reduce, remoteClassrooms, teacherOf, isOnStage, handRaised, trackForMid, teacherIsSharing, speakingParticipant, publishedOnly } from '../js/state.js';
 import { parseServerMessage } from '../js/protocol.js';
 import { welcome, DEFAULT_LIMITS } from './fakes.js';
 
@@ -115,4 +115,18 @@ test('the speaking classroom follows the server, and nobody speaks once it leave
   s = reduce(s, { type: 'participant_left', classroom_id: 'r_1' });
   assert.equal(s.speaking, null);
   assert.equal(speakingParticipant(s), null);
+});
+
+test('a screen share that stops hides its transceiver, and shows it again when the same track comes back', () => {
+  // The server keeps the transceiver (no new subscribe offer): only the track messages change.
+  const received = [{ mid: '0', info: teacherCam, track: {} }, { mid: '1', info: teacherScreen, track: {} }];
+  let s = play(welcome({ tracks: [teacherCam, teacherScreen] }),
+    { type: 'subscribe_offer', sdp: 'v=0', tracks: [{ mid: '0', track: teacherCam }, { mid: '1', track: teacherScreen }] });
+  assert.deepEqual(publishedOnly(s, received).map((r) => r.mid), ['0', '1']);
+  s = reduce(s, { type: 'track_unpublished', track_id: 't3', classroom_id: 'r_1' });
+  assert.deepEqual(publishedOnly(s, received).map((r) => r.mid), ['0'], 'the ended share is not shown');
+  assert.equal(teacherIsSharing(s), false);
+  s = reduce(s, { type: 'track_published', track: teacherScreen });
+  assert.deepEqual(publishedOnly(s, received).map((r) => r.mid), ['0', '1'], 'the share is back on its transceiver');
+  assert.equal(teacherIsSharing(s), true);
 });

@@ -23,6 +23,7 @@ impl Router {
         self.tracks
             .iter()
             .filter(|(_, t)| &t.class == class && t.info.kind == kind)
+            .filter(|(_, t)| t.slot == super::slots::Slot::Live)
             .filter(|(_, t)| {
                 self.members
                     .get(&t.info.classroom_id)
