@@ -22,6 +22,14 @@ pub async fn start() -> TestServer {
     }
 }
 
+impl TestServer {
+    /// Stop the server the way `tandem` stops on SIGTERM: every task of it ends and its ports
+    /// close. The data folder goes with `self`.
+    pub async fn shutdown(self) {
+        self.server.shutdown().await.expect("the server shuts down");
+    }
+}
+
 /// A new class and the links and tokens `POST /api/classes` hands out.
 pub struct NewClass {
     pub class_id: String,

@@ -252,7 +252,7 @@ async fn a_self_signed_certificate_is_served_kept_and_reused_across_restarts() {
     );
     let (der, invite) = served(first.http_addr).await;
     assert!(invite.starts_with("https://"), "links are https: {invite}");
-    first.abort();
+    first.shutdown().await.expect("the first server stops");
 
     let second = tandem_signaling::start(config).await.unwrap();
     assert_eq!(

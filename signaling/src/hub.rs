@@ -1,7 +1,7 @@
 //! The hub: every live class, and the domain operations the HTTP and WebSocket handlers call.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -487,13 +487,8 @@ impl Hub {
                 });
             }
         }
-        let hub = Arc::clone(self);
         let seat = seat.clone();
-        let grace = Duration::from_secs(self.config.reconnect_grace_secs);
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            hub.leave_if_still_gone(&seat);
-        });
+        self.after_grace(move |hub| hub.leave_if_still_gone(&seat));
     }
 
     fn leave_if_still_gone(&self, seat: &Seat) {
@@ -751,12 +746,7 @@ impl Hub {
         });
         drop(class);
         if lost {
-            let hub = Arc::clone(self);
-            let grace = Duration::from_secs(self.config.reconnect_grace_secs);
-            tokio::spawn(async move {
-                tokio::time::sleep(grace).await;
-                hub.reset_media_if_still_lost(&seat, role, generation);
-            });
+            self.after_grace(move |hub| hub.reset_media_if_still_lost(&seat, role, generation));
         }
     }
 
@@ -797,8 +787,12 @@ impl Hub {
         }
     }
 
-    /// Forward media-plane events to the hub until the media plane stops.
-    pub fn spawn_router_events(self: &Arc<Self>, mut events: mpsc::UnboundedReceiver<RouterEvent>) {
+    /// Forward media-plane events to the hub until the media plane stops (its loop holds the
+    /// sending end, so the task ends with it and lets go of the hub).
+    pub fn spawn_router_events(
+        self: &Arc<Self>,
+        mut events: mpsc::UnboundedReceiver<RouterEvent>,
+    ) -> tokio::task::JoinHandle<()> {
         let hub = Arc::clone(self);
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
@@ -811,7 +805,7 @@ impl Hub {
                     other => hub.on_router_event(other),
                 }
             }
-        });
+        })
     }
 }
 

@@ -19,6 +19,14 @@ pub struct Running {
     pub base: String,
 }
 
+impl Running {
+    /// The server dies as in a crash (the records left as they are) but within the test: every
+    /// task ends and its ports close, so the next server on the same data starts alone.
+    pub async fn crash(self) {
+        self.server.abort().await;
+    }
+}
+
 /// A server on `data_dir` with the test settings, changed by `tweak`.
 pub async fn start_on(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> Running {
     let mut config = Config::for_tests(data_dir.to_path_buf());

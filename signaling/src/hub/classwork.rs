@@ -321,14 +321,19 @@ impl Hub {
         }
     }
 
-    /// Check poll timers about once a second for as long as the hub lives.
+    /// Check poll timers about once a second until the server shuts down.
     pub fn spawn_poll_timer(self: &Arc<Self>) {
         let hub: Weak<Self> = Arc::downgrade(self);
+        let mut shutdown = self.shutdown_signal();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(POLL_TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    biased;
+                    () = crate::serve::until_shutdown(&mut shutdown) => break,
+                    _ = tick.tick() => {}
+                }
                 let Some(hub) = hub.upgrade() else { break };
                 hub.tick_polls(SystemTime::now());
             }
