@@ -7,7 +7,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use rand::distr::{Alphanumeric, SampleString};
 use tandem_sfu::driver::SfuHandle;
-use tandem_sfu::{ClassId, ClassroomId, Leg, Role, RouterEvent};
+use tandem_sfu::{ClassId, ClassroomId, Leg, RouterEvent};
 use tokio::sync::mpsc;
 
 use crate::class::{Class, LegHealth, Outbox, Participant};
@@ -18,7 +18,7 @@ use crate::protocol::{
     ErrorCode, PROTOCOL_VERSION, ParticipantRole, ParticipantView, ServerMessage,
 };
 use crate::store::{ClassRecord, Store};
-use crate::token::{Claims, TokenError, TokenKey, TokenRole};
+use crate::token::{Claims, TokenError, TokenKey};
 
 // The whiteboard, polls and class report: the hub operations behind them.
 mod classwork;
@@ -174,9 +174,9 @@ impl Hub {
         };
         tracing::info!(class = %record.class_id, "class created");
         Ok(CreatedClass {
-            teacher_token: sign(TokenRole::Teacher),
-            invite_token: sign(TokenRole::Classroom),
-            pupil_token: sign(TokenRole::Pupil),
+            teacher_token: sign(ParticipantRole::Master),
+            invite_token: sign(ParticipantRole::Remote),
+            pupil_token: sign(ParticipantRole::Pupil),
             class_id: record.class_id,
             title: record.title,
             teacher_name: record.teacher_name,
@@ -187,7 +187,7 @@ impl Hub {
     /// device and needs its links again. `None` unless `token` is that class's teacher token.
     pub fn links_for_teacher(&self, class_id: &str, token: &str) -> Option<(String, String)> {
         let claims = self.tokens.verify(token, class_id, unix_now()).ok()?;
-        if claims.role != TokenRole::Teacher {
+        if claims.role != ParticipantRole::Master {
             return None;
         }
         let sign = |role| {
@@ -199,7 +199,7 @@ impl Hub {
                 nonce: random_id("", 8),
             })
         };
-        Some((sign(TokenRole::Classroom), sign(TokenRole::Pupil)))
+        Some((sign(ParticipantRole::Remote), sign(ParticipantRole::Pupil)))
     }
 
     /// The class a token opens, for a page that has just been handed a link.
@@ -263,10 +263,9 @@ impl Hub {
         let class_arc = self.live_class(&claims.class_id)?;
         let role = match claims.role {
             // A pupil link never becomes anything but a vote-only seat.
-            TokenRole::Pupil => ParticipantRole::Pupil,
+            ParticipantRole::Pupil => ParticipantRole::Pupil,
             _ if as_viewer => ParticipantRole::Viewer,
-            TokenRole::Teacher => ParticipantRole::Teacher,
-            TokenRole::Classroom => ParticipantRole::Classroom,
+            link => link,
         };
         let class_id = ClassId::from(claims.class_id.as_str());
 
@@ -346,17 +345,11 @@ impl Hub {
                         return Err(HubError::new(ErrorCode::Forbidden, "this class is full"));
                     }
                     let classroom_id = ClassroomId::from(random_id("r_", 10));
-                    let role_name = match role {
-                        ParticipantRole::Teacher => "teacher",
-                        ParticipantRole::Classroom => "classroom",
-                        ParticipantRole::Viewer => "viewer",
-                        ParticipantRole::Pupil => "pupil",
-                    };
                     let attendance_id = self.store.joined(
                         &claims.class_id,
                         classroom_id.as_str(),
                         &name,
-                        role_name,
+                        role.wire_name(),
                         unix_now(),
                     )?;
                     class.participants.push(Participant {
@@ -448,15 +441,10 @@ impl Hub {
         }
 
         // A (re)joining classroom starts its media afresh: its old legs died with its page.
-        let sfu_role = match role {
-            ParticipantRole::Teacher => Role::Master,
-            ParticipantRole::Classroom => Role::Remote,
-            ParticipantRole::Viewer => Role::Viewer,
-            // Pupils vote and nothing else: no media plane.
-            ParticipantRole::Pupil => {
-                tracing::info!(class = %seat.class_id, pupil = %seat.classroom_id, resumed, "pupil joined");
-                return Ok(seat);
-            }
+        // Pupils vote and nothing else: no media plane.
+        let Some(sfu_role) = role.media() else {
+            tracing::info!(class = %seat.class_id, pupil = %seat.classroom_id, resumed, "pupil joined");
+            return Ok(seat);
         };
         self.sfu
             .join(class_id, seat.classroom_id.clone(), sfu_role)
@@ -767,11 +755,8 @@ impl Hub {
             lost_generation: generation,
             ..LegHealth::default()
         };
-        let sfu_role = match role {
-            ParticipantRole::Teacher => Role::Master,
-            ParticipantRole::Classroom => Role::Remote,
-            ParticipantRole::Viewer => Role::Viewer,
-            ParticipantRole::Pupil => return,
+        let Some(sfu_role) = role.media() else {
+            return;
         };
         // Joining again closes the old legs and ends their tracks (the router's rejoin).
         let _ = self

@@ -18,8 +18,7 @@ use crate::classboard::board::{
 use crate::classboard::poll::{Poll, PollError, PollSpec, PollState, Polls};
 use crate::classboard::report::{AttendanceRow, ClassReport};
 use crate::classboard::store::{BoardStore, PollStore, StoreError};
-use crate::protocol::{ErrorCode, ServerMessage};
-use crate::token::TokenRole;
+use crate::protocol::{ErrorCode, ParticipantRole, ServerMessage};
 
 /// How often poll timers are checked.
 const POLL_TICK: Duration = Duration::from_secs(1);
@@ -359,7 +358,7 @@ impl Hub {
             return Err(HubError::new(ErrorCode::NotFound, "no such class"));
         }
         let claims = self.tokens.verify(token, class_id, unix_now())?;
-        if claims.role != TokenRole::Teacher {
+        if claims.role != ParticipantRole::Master {
             return Err(HubError::new(
                 ErrorCode::Forbidden,
                 "the class report is for the teacher",
