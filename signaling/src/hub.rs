@@ -10,13 +10,9 @@ use tandem_sfu::driver::SfuHandle;
 use tandem_sfu::{ClassId, ClassroomId, Leg, RouterEvent};
 use tokio::sync::mpsc;
 
-use crate::class::{Class, LegHealth, Outbox, Participant};
-use crate::classboard::board::Catchup;
+use crate::class::{Class, LegHealth, Outbox};
 use crate::config::Config;
-use crate::protocol::ClientLimits;
-use crate::protocol::{
-    ErrorCode, PROTOCOL_VERSION, ParticipantRole, ParticipantView, ServerMessage,
-};
+use crate::protocol::{ErrorCode, ParticipantRole, ServerMessage};
 use crate::store::{ClassRecord, Store};
 use crate::token::{Claims, TokenError, TokenKey};
 
@@ -24,8 +20,8 @@ use crate::token::{Claims, TokenError, TokenKey};
 mod classwork;
 // Idle classes ending by themselves, retention, last-seen and shutdown.
 mod lifecycle;
-
-use classwork::poll_news;
+// The steps of `join`.
+mod join;
 
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -261,196 +257,32 @@ impl Hub {
         let claims = self.tokens.verify_any(token, unix_now())?;
         let name = self.checked_name("name", name)?;
         let class_arc = self.live_class(&claims.class_id)?;
-        let role = match claims.role {
-            // A pupil link never becomes anything but a vote-only seat.
-            ParticipantRole::Pupil => ParticipantRole::Pupil,
-            _ if as_viewer => ParticipantRole::Viewer,
-            link => link,
-        };
+        let role = join::joining_role(claims.role, as_viewer);
         let class_id = ClassId::from(claims.class_id.as_str());
 
-        // What is already published, asked before taking the class lock (never held across I/O).
-        let tracks = if role == ParticipantRole::Pupil {
-            Vec::new()
-        } else {
-            self.sfu.tracks(class_id.clone()).await.unwrap_or_default()
-        };
-        // A WebSocket blip: the page kept its legs and asks to keep them. Possible when the media
-        // plane still has the classroom (its grace period has not run out).
-        let keepable = match resume.filter(|_| keep_media && role != ParticipantRole::Pupil) {
-            Some(key) => {
-                let seated = class_arc
-                    .lock()
-                    .participants
-                    .iter()
-                    .find(|p| p.session == key && p.view.role == role)
-                    .map(|p| p.view.classroom_id.clone());
-                match seated {
-                    Some(id) if self.sfu.has_member(id.clone()).await.unwrap_or(false) => Some(id),
-                    _ => None,
-                }
-            }
-            None => None,
-        };
+        // Asked of the media plane before taking the class lock (never held across I/O).
+        let tracks = self.published_tracks(&class_id, role).await;
+        let keepable = self
+            .media_to_keep(&class_arc, resume, keep_media, role)
+            .await;
 
-        let (seat, resumed, media_kept) = {
+        let seated = {
             let mut class = class_arc.lock();
-            let resumable = resume.and_then(|key| {
-                class
-                    .participants
-                    .iter()
-                    .position(|p| p.session == key && p.view.role == role)
-            });
-            let mut media_kept = false;
-            let (seat, resumed) = match resumable {
-                Some(index) => {
-                    let p = &mut class.participants[index];
-                    p.epoch += 1;
-                    p.outbox = Some(outbox);
-                    p.view.connected = true;
-                    // Legs that were lost (or already reset by the grace timer) are not worth
-                    // keeping: the page starts afresh.
-                    media_kept =
-                        keepable.as_ref() == Some(&p.view.classroom_id) && !p.view.media_lost;
-                    if !media_kept {
-                        // Its legs start afresh below: nothing is known of them yet, and a grace
-                        // timer of the old ones must not reset the new. `media_lost` stays as the
-                        // others were told, until a new leg connects.
-                        p.legs = LegHealth {
-                            lost_generation: p.legs.lost_generation + 1,
-                            ..LegHealth::default()
-                        };
-                    }
-                    (
-                        Seat {
-                            class_id: class_id.clone(),
-                            classroom_id: p.view.classroom_id.clone(),
-                            epoch: p.epoch,
-                        },
-                        true,
-                    )
-                }
-                None => {
-                    let pupils = class.count_role(ParticipantRole::Pupil);
-                    if role == ParticipantRole::Pupil {
-                        if pupils >= self.config.max_pupils_per_class {
-                            return Err(HubError::new(
-                                ErrorCode::Forbidden,
-                                "this class has all the pupils it can take",
-                            ));
-                        }
-                    } else if class.participants.len() - pupils
-                        >= self.config.max_classrooms_per_class
-                    {
-                        return Err(HubError::new(ErrorCode::Forbidden, "this class is full"));
-                    }
-                    let classroom_id = ClassroomId::from(random_id("r_", 10));
-                    let attendance_id = self.store.joined(
-                        &claims.class_id,
-                        classroom_id.as_str(),
-                        &name,
-                        role.wire_name(),
-                        unix_now(),
-                    )?;
-                    class.participants.push(Participant {
-                        view: ParticipantView {
-                            classroom_id: classroom_id.clone(),
-                            name,
-                            role,
-                            connected: true,
-                            media_lost: false,
-                        },
-                        session: random_id("s_", 24),
-                        outbox: Some(outbox),
-                        attendance_id,
-                        epoch: 1,
-                        http_session: false,
-                        legs: LegHealth::default(),
-                    });
-                    (
-                        Seat {
-                            class_id: class_id.clone(),
-                            classroom_id,
-                            epoch: 1,
-                        },
-                        false,
-                    )
-                }
-            };
-            // `welcome` goes out under the same lock that seated the classroom, so it is the
-            // first message the classroom gets; everything after it is news.
-            let Some(me) = class.participant(&seat.classroom_id) else {
-                return Err(HubError::new(
-                    ErrorCode::Internal,
-                    "seated and gone at once",
-                ));
-            };
-            let welcome = ServerMessage::Welcome {
-                v: PROTOCOL_VERSION,
-                session: me.session.clone(),
-                you: me.view.clone(),
-                class: class.view(),
-                participants: class.views(),
-                stage: class.stage.clone(),
-                hands: class.hands.clone(),
-                tracks,
-                media_kept,
-                limits: ClientLimits::new(class.board.limits(), class.polls.limits()),
-                ice_servers: crate::turn::ice_servers(
-                    &self.config,
-                    std::time::SystemTime::now(),
-                    seat.classroom_id.as_str(),
-                ),
-            };
-            let announce = if resumed {
-                ServerMessage::ParticipantState {
-                    classroom_id: seat.classroom_id.clone(),
-                    connected: true,
-                }
-            } else {
-                ServerMessage::ParticipantJoined {
-                    participant: me.view.clone(),
-                }
-            };
-            let pupil = role == ParticipantRole::Pupil;
-            class.send_to(&seat.classroom_id, welcome);
-            if !pupil {
-                let catchup = ServerMessage::BoardCatchup {
-                    catchup: Catchup::Snapshot {
-                        snapshot: class.board.snapshot(),
-                    },
-                };
-                class.send_to(&seat.classroom_id, catchup);
-            }
-            for news in poll_news(&class, &seat.classroom_id) {
-                class.send_to(&seat.classroom_id, news);
-            }
-            // Pupils come and go by the dozen: classroom screens are not told.
-            if !pupil {
-                class.broadcast_except(&seat.classroom_id, &announce);
-            }
-            (seat, resumed, media_kept)
+            let seated = self.take_seat(
+                &mut class,
+                &class_id,
+                resume,
+                keepable.as_ref(),
+                (name, role),
+                outbox,
+            )?;
+            self.greet(&mut class, &seated, tracks)?;
+            seated
         };
         self.classroom_class
-            .insert(seat.classroom_id.clone(), claims.class_id.clone());
-        if media_kept {
-            // Its legs carry on untouched; only an offer it missed while away comes again.
-            let _ = self.sfu.resend_offer(seat.classroom_id.clone());
-            tracing::info!(class = %seat.class_id, classroom = %seat.classroom_id, "resumed with its media");
-            return Ok(seat);
-        }
-
-        // A (re)joining classroom starts its media afresh: its old legs died with its page.
-        // Pupils vote and nothing else: no media plane.
-        let Some(sfu_role) = role.media() else {
-            tracing::info!(class = %seat.class_id, pupil = %seat.classroom_id, resumed, "pupil joined");
-            return Ok(seat);
-        };
-        self.sfu
-            .join(class_id, seat.classroom_id.clone(), sfu_role)
-            .map_err(|_| HubError::new(ErrorCode::Internal, "the media plane is down"))?;
-        tracing::info!(class = %seat.class_id, classroom = %seat.classroom_id, resumed, "joined");
-        Ok(seat)
+            .insert(seated.seat.classroom_id.clone(), claims.class_id);
+        self.start_media(&seated, role)?;
+        Ok(seated.seat)
     }
 
     /// The connection of `seat` dropped without a `leave`: keep its place for the grace period.
