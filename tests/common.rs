@@ -61,6 +61,19 @@ pub async fn create_class(base: &str, title: &str) -> NewClass {
     }
 }
 
+/// The value of the metric `name` (without labels) on the server's `/metrics`.
+pub async fn metric(base: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("/metrics is text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
 /// Poll `ready` every 100 ms until it holds or `within` has passed, and say which. Tests call
 /// this before their assertions instead of sleeping a fixed time, so a busy machine only makes
 /// them slower, never wrong; the assertions that follow still decide pass or fail.
