@@ -85,7 +85,7 @@ async fn forged_expired_and_foreign_tokens_are_refused() {
         .tokens
         .sign(&tandem_signaling::token::Claims {
             v: 1,
-            role: tandem_signaling::token::TokenRole::Teacher,
+            role: tandem_signaling::protocol::ParticipantRole::Master,
             class_id: class.class_id.clone(),
             exp: 1,
             nonce: "x".into(),

@@ -97,8 +97,7 @@ async fn the_board_and_the_polls_survive_a_server_restart() {
     // The server dies: connections drop, the process is gone.
     teacher.close().await;
     a.close().await;
-    first.server.abort();
-    drop(first);
+    first.crash().await;
 
     let second = start_on(dir.path(), |_| {}).await;
     let teacher = Classroom::join(&second.base, &links.teacher_url, "Ms Li")

@@ -22,6 +22,14 @@ pub async fn start() -> TestServer {
     }
 }
 
+impl TestServer {
+    /// Stop the server the way `tandem` stops on SIGTERM: every task of it ends and its ports
+    /// close. The data folder goes with `self`.
+    pub async fn shutdown(self) {
+        self.server.shutdown().await.expect("the server shuts down");
+    }
+}
+
 /// A new class and the links and tokens `POST /api/classes` hands out.
 pub struct NewClass {
     pub class_id: String,
@@ -51,6 +59,19 @@ pub async fn create_class(base: &str, title: &str) -> NewClass {
         teacher_token: s("teacher_token"),
         invite_token: s("invite_token"),
     }
+}
+
+/// The value of the metric `name` (without labels) on the server's `/metrics`.
+pub async fn metric(base: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("/metrics is text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
 }
 
 /// Poll `ready` every 100 ms until it holds or `within` has passed, and say which. Tests call

@@ -58,16 +58,7 @@ async fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> boo
 }
 
 async fn keyframe_requests(base: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("tandem_keyframe_requests_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("tandem_keyframe_requests_total is exported")
+    common::metric(base, "tandem_keyframe_requests_total").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -317,7 +317,8 @@ async fn class_creation_takes_json_the_key_and_a_modest_rate() {
         .unwrap();
     assert_eq!(info["create_key_required"], true);
     let body = r#"{"title":"Maths","teacher_name":"Ms Li"}"#;
-    let post = |content_type: &'static str, key: Option<&'static str>| {
+    // The status of a class creation with this content type and key.
+    let status = |content_type: &'static str, key: Option<&'static str>| {
         let mut req = http
             .post(format!("{}/api/classes", s.base))
             .header("content-type", content_type)
@@ -325,42 +326,20 @@ async fn class_creation_takes_json_the_key_and_a_modest_rate() {
         if let Some(key) = key {
             req = req.header("x-tandem-create-key", key);
         }
-        req.send()
+        async move { req.send().await.unwrap().status() }
     };
     // What a form on another site can send without asking: refused before anything else.
-    let plain = post("text/plain", Some("staff-room-7")).await.unwrap();
-    assert_eq!(plain.status(), 415);
-    assert_eq!(post("application/json", None).await.unwrap().status(), 401);
+    assert_eq!(status("text/plain", Some("staff-room-7")).await, 415);
+    assert_eq!(status("application/json", None).await, 401);
+    assert_eq!(status("application/json", Some("staff-room-8")).await, 401);
     assert_eq!(
-        post("application/json", Some("staff-room-8"))
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        post("application/json; charset=utf-8", Some("staff-room-7"))
-            .await
-            .unwrap()
-            .status(),
+        status("application/json; charset=utf-8", Some("staff-room-7")).await,
         201
     );
     // Four a minute from this address (the refused `text/plain` does not count, the three above
     // do): one more, then refused.
-    assert_eq!(
-        post("application/json", Some("staff-room-7"))
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
-    assert_eq!(
-        post("application/json", Some("staff-room-7"))
-            .await
-            .unwrap()
-            .status(),
-        429
-    );
+    assert_eq!(status("application/json", Some("staff-room-7")).await, 201);
+    assert_eq!(status("application/json", Some("staff-room-7")).await, 429);
 }
 
 #[tokio::test]
@@ -394,15 +373,7 @@ async fn pages_carry_a_strict_policy_and_the_api_is_not_sniffed() {
 
 /// `tandem_classes_active` from `/metrics`.
 async fn classes_active(base: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("tandem_classes_active ")?.parse().ok())
-        .expect("tandem_classes_active")
+    metric(base, "tandem_classes_active").await
 }
 
 #[tokio::test]

@@ -62,29 +62,17 @@ async fn classroom_hears_the_teacher(base: &str, options: ClientOptions) -> Clas
     room
 }
 
-async fn metric(base: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_classroom_whose_network_blocks_udp_hears_the_teacher_over_ice_tcp() {
     let (_server, base, _data) = start(|c| c.media_udp = false).await;
-    let before = metric(&base, "tandem_ice_tcp_connections_total").await;
+    let before = common::metric(&base, "tandem_ice_tcp_connections_total").await;
     let tcp_only = ClientOptions {
         tcp: true,
         ..ClientOptions::default()
     };
     classroom_hears_the_teacher(&base, tcp_only).await;
     // The teacher's publish leg and the classroom's subscribe leg, at least, came over TCP.
-    let accepted = metric(&base, "tandem_ice_tcp_connections_total").await - before;
+    let accepted = common::metric(&base, "tandem_ice_tcp_connections_total").await - before;
     assert!(accepted >= 2.0, "{accepted} ICE-TCP connections");
 }
 
@@ -252,7 +240,7 @@ async fn a_self_signed_certificate_is_served_kept_and_reused_across_restarts() {
     );
     let (der, invite) = served(first.http_addr).await;
     assert!(invite.starts_with("https://"), "links are https: {invite}");
-    first.abort();
+    first.shutdown().await.expect("the first server stops");
 
     let second = tandem_signaling::start(config).await.unwrap();
     assert_eq!(

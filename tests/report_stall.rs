@@ -12,12 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use support::*;
-use tandem_loadtest::client::Classroom;
 use tandem_signaling::classboard::board::{Author, Board, BoardLimits, BoardOp, Point, StrokeTool};
 use tandem_signaling::classboard::store::{BoardStore, Durability, open};
-use tandem_signaling::protocol::ServerMessage;
 
 const STROKES: usize = 2000;
 const POINTS_PER_STROKE: usize = 40;
@@ -98,18 +95,7 @@ async fn four_reports_of_a_long_board_do_not_stall_another_class() {
     let alone = alone.elapsed();
 
     // Another class draws.
-    let links = create_class(&s.base, "Meanwhile").await;
-    let teacher = Classroom::join(&s.base, &links.teacher_url, "Ms Li")
-        .await
-        .unwrap();
-    let remote = Classroom::join(&s.base, &links.invite_url, "Hotan No. 3 School")
-        .await
-        .unwrap();
-    draw(
-        &teacher,
-        json!({"op":"stroke_begin","object_id":"t:1","page":0,"tool":"pen","color":"#000000","width":3,"point":[0,0]}),
-    );
-    wait_seq(&remote, 1).await;
+    let (teacher, remote) = drawing_pair(&s.base, "Meanwhile").await;
 
     // Four reports at once, again and again, while the other class draws.
     let stop = Arc::new(AtomicBool::new(false));
@@ -130,37 +116,13 @@ async fn four_reports_of_a_long_board_do_not_stall_another_class() {
     // Let the four get going.
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let mut rx = remote.subscribe();
-    let mut took = Vec::with_capacity(SEGMENTS);
-    for i in 0..SEGMENTS {
-        let x = (i + 1) as f64;
-        let sent = Instant::now();
-        draw(
-            &teacher,
-            json!({"op":"stroke_append","object_id":"t:1","points":[[x, x / 2.0]]}),
-        );
-        loop {
-            let m = tokio::time::timeout(WAIT, rx.recv())
-                .await
-                .expect("in time")
-                .expect("open");
-            if let ServerMessage::BoardOp { applied } = m
-                && let BoardOp::StrokeAppend { points, .. } = &applied.op
-                && points.first().is_some_and(|p| p.0 == x)
-            {
-                break;
-            }
-        }
-        took.push(sent.elapsed());
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let took = segment_latencies(&teacher, &remote, SEGMENTS).await;
     let during = built.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     for b in builders {
         b.await.unwrap();
     }
-    took.sort();
-    let pct = |p: f64| took[((took.len() as f64 * p) as usize).min(took.len() - 1)];
+    let pct = |p: f64| percentile(&took, p);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "report of {STROKES} strokes alone: {:.0} ms; {during} reports built while another class \

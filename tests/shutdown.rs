@@ -1,14 +1,20 @@
 //! The real `tandem` binary stopped two ways. SIGTERM: every WebSocket client is told the server is
 //! going away (`server_going_away`, close code 1001), attendance is closed, the database flushed,
 //! and the process exits 0 within 5 s. SIGKILL: the attendance rows the crash left open are closed
-//! at the next start, no later than the last time the server was seen alive.
+//! at the next start, no later than the last time the server was seen alive. And in process, as
+//! the other tests run a server: once stopped, nothing of it is left running and its ports are
+//! free.
+
+mod common;
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use tandem_loadtest::client::{token_from_link, ws_url};
+use tandem_signaling::Config;
 use tandem_signaling::store::Store;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -186,4 +192,57 @@ async fn attendance_cut_by_a_crash_is_closed_at_the_next_start() {
         left >= rows[0].joined_at && left <= killed_at,
         "closed at the last time the server was seen ({left}), not at the restart"
     );
+}
+
+/// After `shutdown` (the SIGTERM path) and after `abort` (the crash the restart tests simulate)
+/// every task of the server has ended, so nothing holds the hub any more, and the HTTP port and
+/// the media port (UDP and ICE-TCP) can be bound again. A connected classroom and one waiting out
+/// its reconnect grace period are there when it stops.
+#[tokio::test]
+async fn stopped_in_process_nothing_runs_on_and_the_ports_are_free() {
+    for crash in [false, true] {
+        let data = tempfile::tempdir().unwrap();
+        let mut config = Config::for_tests(data.path().to_path_buf());
+        config.ice_tcp = true;
+        let server = tandem_signaling::start(config)
+            .await
+            .expect("server starts");
+        let base = format!("http://{}", server.http_addr);
+        let (_, invite) = create_class(&base).await;
+        let _staying = join(&base, &invite, "Hotan No. 3").await;
+        drop(join(&base, &invite, "Kashgar No. 1").await);
+        let hub = Arc::clone(&server.hub);
+        assert!(
+            common::wait_until(WAIT, || hub.census().1 == 1).await,
+            "the dropped classroom is waiting out its grace period"
+        );
+        let hub = {
+            let weak = Arc::downgrade(&hub);
+            drop(hub);
+            weak
+        };
+        let (http, media) = (server.http_addr, server.media_addr);
+        if crash {
+            server.abort().await;
+        } else {
+            server.shutdown().await.expect("shuts down");
+        }
+        let how = if crash { "abort" } else { "shutdown" };
+        assert!(
+            common::wait_until(WAIT, || hub.upgrade().is_none()).await,
+            "after {how}, a task of the server still holds the hub"
+        );
+        assert!(
+            common::wait_until(WAIT, || std::net::UdpSocket::bind(media).is_ok()).await,
+            "after {how}, the media UDP port {media} is still taken"
+        );
+        assert!(
+            common::wait_until(WAIT, || std::net::TcpListener::bind(media).is_ok()).await,
+            "after {how}, the ICE-TCP port {media} is still taken"
+        );
+        assert!(
+            common::wait_until(WAIT, || std::net::TcpListener::bind(http).is_ok()).await,
+            "after {how}, the HTTP port {http} is still taken"
+        );
+    }
 }

@@ -579,18 +579,7 @@ async fn an_encoder_that_dies_without_delete_leaves_the_class() {
         })
         .await
         .expect("the encoder publishes");
-    let active = || async {
-        let text = reqwest::get(format!("{}/metrics", server.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("tandem_participants_active "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .expect("tandem_participants_active is exported")
-    };
+    let active = || common::metric(&server.base, "tandem_participants_active");
     assert_eq!(active().await, 2.0, "the classroom and the encoder");
 
     // The encoder dies: no DELETE, no DTLS goodbye, its link is gone; the server hears nothing.

@@ -524,7 +524,7 @@ pub(crate) async fn new_peer(
     }
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)?.with(
         rtc::interceptor::Slot::from(tandem_sfu::feedback::KEYFRAME_TAP_SLOT),
-        tandem_sfu::feedback::KeyframeRequestTap::default(),
+        tandem_sfu::feedback::RtcpTap::keyframe_requests(),
     );
     let (gathered_tx, gathered) = mpsc::unbounded_channel();
     let (connected_tx, connected) = mpsc::unbounded_channel();

@@ -44,9 +44,12 @@ enum Command {
     /// Test-only: panic inside the loop, to exercise supervision. Not reachable from the network.
     Panic,
     Probe(String, Reply<String>),
+    /// Stop the loop: the router and its sockets are dropped, the event channel closes.
+    Stop,
 }
 
-/// A handle on the running media plane. Cheap to clone; the loop stops when every handle is gone.
+/// A handle on the running media plane. Cheap to clone; the loop stops at [`SfuHandle::stop`] or
+/// when every handle is gone.
 #[derive(Clone)]
 pub struct SfuHandle {
     commands: mpsc::UnboundedSender<Command>,
@@ -179,8 +182,8 @@ async fn run(
         tokio::select! {
             biased;
             command = commands.recv() => match command {
+                Some(Command::Stop) | None => break,
                 Some(command) => apply(&mut router, command),
-                None => break,
             },
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, from)) => {
@@ -253,6 +256,8 @@ fn apply(router: &mut Router, command: Command) {
         Command::Probe(sdp, reply) => {
             let _ = reply.send(router.probe_offer(now, sdp));
         }
+        // Handled by the loop itself, which ends.
+        Command::Stop => {}
     }
 }
 
@@ -274,6 +279,14 @@ impl SfuHandle {
             Ok(why) => why.clone().unwrap_or_default(),
             Err(_) => "the supervisor is gone".to_owned(),
         }
+    }
+
+    /// Stop the media loop and wait until it has: its UDP socket and ICE-TCP listener are closed,
+    /// and the router-events receiver sees the channel end. Returns why it stopped (`stopped`, or
+    /// the panic that ended it earlier).
+    pub async fn stop(&self) -> String {
+        let _ = self.send(Command::Stop);
+        self.stopped().await
     }
 
     /// Make the media loop panic. For tests of supervision only; nothing on the network calls it.

@@ -24,13 +24,34 @@ pub fn asks_for_keyframe(packets: &[Box<dyn rtc::rtcp::Packet>]) -> bool {
         .any(|p| p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>())
 }
 
-#[derive(Default)]
-pub struct KeyframeRequestTap {
+/// Which inbound RTCP compound packets a [`RtcpTap`] lets through to the application.
+pub type RtcpFilter = fn(&[Box<dyn rtc::rtcp::Packet>]) -> bool;
+
+/// Lets the RTCP packets `wants` picks out of the interceptor chain and passes everything else
+/// on untouched, for the interceptors that already act on it. One tap per kind of feedback the
+/// application reads: keyframe requests here, sender reports in [`crate::lipsync`].
+pub struct RtcpTap {
+    wants: RtcpFilter,
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
 }
 
-impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
+impl RtcpTap {
+    pub fn new(wants: RtcpFilter) -> Self {
+        Self {
+            wants,
+            reads: VecDeque::new(),
+            writes: VecDeque::new(),
+        }
+    }
+
+    /// The tap for keyframe requests (PLI/FIR).
+    pub fn keyframe_requests() -> Self {
+        Self::new(asks_for_keyframe)
+    }
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpTap {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
     type Eout = ();
@@ -39,7 +60,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet
-            && asks_for_keyframe(packets)
+            && (self.wants)(packets)
         {
             msg.message.add(Attribute::DeliverToApplication);
         }
@@ -69,7 +90,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
     }
 }
 
-impl Interceptor for KeyframeRequestTap {
+impl Interceptor for RtcpTap {
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}

@@ -9,13 +9,7 @@
 //! interceptor cannot be fed another clock mapping, so the server's legs run without it
 //! ([`crate::transport`]) and the router sends the translated reports.
 
-use std::collections::VecDeque;
-use std::time::Instant;
-
-use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::sender_report::SenderReport;
-use rtc::sansio::Protocol;
-use rtc::shared::error::Error;
 
 /// Where the tap sits: after every built-in interceptor, next to the keyframe-request tap.
 pub const SENDER_REPORT_TAP_SLOT: usize = crate::feedback::KEYFRAME_TAP_SLOT + 1;
@@ -50,56 +44,8 @@ pub fn translate(
 
 /// Lets a publisher's sender reports out of the interceptor chain (`rtc` stops inbound RTCP
 /// that no interceptor vouches for); the receiver-report interceptor still reads them first.
-#[derive(Default)]
-pub struct SenderReportTap {
-    reads: VecDeque<TaggedPacket>,
-    writes: VecDeque<TaggedPacket>,
-}
-
-impl Protocol<TaggedPacket, TaggedPacket, ()> for SenderReportTap {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Error> {
-        if let Packet::Rtcp(packets) = &msg.message.packet
-            && sender_reports(packets).next().is_some()
-        {
-            msg.message.add(Attribute::DeliverToApplication);
-        }
-        self.reads.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.reads.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Error> {
-        self.writes.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.writes.pop_front()
-    }
-
-    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Error> {
-        Ok(())
-    }
-
-    fn poll_timeout(&mut self) -> Option<Instant> {
-        None
-    }
-}
-
-impl Interceptor for SenderReportTap {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+pub fn sender_report_tap() -> crate::feedback::RtcpTap {
+    crate::feedback::RtcpTap::new(|packets| sender_reports(packets).next().is_some())
 }
 
 #[cfg(test)]

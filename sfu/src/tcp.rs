@@ -78,7 +78,8 @@ pub struct TcpMedia {
 }
 
 impl TcpMedia {
-    /// Accept ICE-TCP connections on `listener` (a task per connection) until `self` is dropped.
+    /// Accept ICE-TCP connections on `listener` (a task per connection) until `self` is dropped;
+    /// then the listener closes, and each connection once its writer is gone.
     pub fn start(listener: TcpListener, limits: TcpLimits, metrics: Arc<SfuMetrics>) -> Self {
         let (tx, inbound) = mpsc::channel(INBOUND_QUEUE);
         let max_queued_bytes = limits.max_queued_bytes;
@@ -139,7 +140,13 @@ impl TcpMedia {
 async fn accept(listener: TcpListener, inbound: mpsc::Sender<Inbound>, limits: TcpLimits) {
     let live = Arc::new(AtomicUsize::new(0));
     loop {
-        let (stream, peer) = match listener.accept().await {
+        // The driver dropped its end: the media plane stopped, so the listener closes now rather
+        // than at the next connection attempt.
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = inbound.closed() => break,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
                 // Out of file descriptors and the like: wait instead of spinning.
@@ -148,9 +155,6 @@ async fn accept(listener: TcpListener, inbound: mpsc::Sender<Inbound>, limits: T
                 continue;
             }
         };
-        if inbound.is_closed() {
-            break;
-        }
         if live.load(Ordering::Relaxed) >= limits.max_connections {
             tracing::warn!(%peer, max = limits.max_connections, "ICE-TCP connection refused: too many open");
             continue;

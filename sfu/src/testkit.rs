@@ -151,15 +151,19 @@ fn new_pc(
             )
             .with(
                 rtc::interceptor::Slot::from(TRANSPORT_FEEDBACK_TAP_SLOT),
-                TransportFeedbackTap::default(),
+                // Transport-wide feedback through to the test (a browser's estimator reads it; the
+                // test client has none).
+                crate::feedback::RtcpTap::new(|packets| {
+                    packets.iter().any(|p| is_transport_feedback(p.as_ref()))
+                }),
             )
             .with(
                 rtc::interceptor::Slot::from(crate::feedback::KEYFRAME_TAP_SLOT),
-                crate::feedback::KeyframeRequestTap::default(),
+                crate::feedback::RtcpTap::keyframe_requests(),
             )
             .with(
                 rtc::interceptor::Slot::from(crate::lipsync::SENDER_REPORT_TAP_SLOT),
-                crate::lipsync::SenderReportTap::default(),
+                crate::lipsync::sender_report_tap(),
             );
     // A peer that checks less often than the default also tolerates longer silences itself.
     let settings = SettingEngineBuilder::new()
@@ -187,63 +191,6 @@ const TRANSPORT_FEEDBACK_TAP_SLOT: usize = crate::feedback::KEYFRAME_TAP_SLOT + 
 fn is_transport_feedback(p: &dyn rtc::rtcp::Packet) -> bool {
     p.as_any()
         .is::<rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc>()
-}
-
-/// Lets transport-wide feedback through a client's chain to the test (a browser's estimator
-/// reads it; the test client has none, and `rtc` stops RTCP nobody vouches for).
-#[derive(Default)]
-struct TransportFeedbackTap {
-    reads: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
-    writes: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
-}
-
-impl Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()>
-    for TransportFeedbackTap
-{
-    type Rout = rtc::interceptor::TaggedPacket;
-    type Wout = rtc::interceptor::TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: Self::Rout) -> Result<(), Self::Error> {
-        if let rtc::interceptor::Packet::Rtcp(packets) = &msg.message.packet
-            && packets.iter().any(|p| is_transport_feedback(p.as_ref()))
-        {
-            msg.message
-                .add(rtc::interceptor::Attribute::DeliverToApplication);
-        }
-        self.reads.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<Self::Rout> {
-        self.reads.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: Self::Wout) -> Result<(), Self::Error> {
-        self.writes.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.writes.pop_front()
-    }
-
-    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Self::Error> {
-        Ok(())
-    }
-
-    fn poll_timeout(&mut self) -> Option<Instant> {
-        None
-    }
-}
-
-impl rtc::interceptor::Interceptor for TransportFeedbackTap {
-    fn bind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
 }
 
 /// A Binding request signed with `password`, as `rtc-stun` builds it for a client.

@@ -202,10 +202,10 @@ fn media_interceptors(registry: Registry, config: &RouterConfig) -> Registry {
         .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
         .with(
             Slot::from(crate::feedback::KEYFRAME_TAP_SLOT),
-            crate::feedback::KeyframeRequestTap::default(),
+            crate::feedback::RtcpTap::keyframe_requests(),
         )
         .with(
             Slot::from(crate::lipsync::SENDER_REPORT_TAP_SLOT),
-            crate::lipsync::SenderReportTap::default(),
+            crate::lipsync::sender_report_tap(),
         )
 }

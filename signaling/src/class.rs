@@ -131,8 +131,8 @@ impl Class {
     pub fn author(&self, id: &ClassroomId) -> Option<Author> {
         let p = self.participant(id)?;
         match p.view.role {
-            ParticipantRole::Teacher => Some(Author::teacher(id.as_str())),
-            ParticipantRole::Classroom => Some(Author::classroom(id.as_str())),
+            ParticipantRole::Master => Some(Author::teacher(id.as_str())),
+            ParticipantRole::Remote => Some(Author::classroom(id.as_str())),
             _ => None,
         }
     }
@@ -141,7 +141,7 @@ impl Class {
     pub fn voter(&self, id: &ClassroomId) -> Option<Voter> {
         let p = self.participant(id)?;
         let kind = match p.view.role {
-            ParticipantRole::Classroom => VoterKind::Classroom,
+            ParticipantRole::Remote => VoterKind::Classroom,
             ParticipantRole::Pupil => VoterKind::Pupil,
             _ => return None,
         };
@@ -154,7 +154,7 @@ impl Class {
 
     pub fn is_teacher(&self, id: &ClassroomId) -> bool {
         self.participant(id)
-            .is_some_and(|p| p.view.role == ParticipantRole::Teacher)
+            .is_some_and(|p| p.view.role == ParticipantRole::Master)
     }
 
     /// Send to one classroom. A full outbox means the client stopped reading: drop it, it may resume.
@@ -196,7 +196,7 @@ impl Class {
         for p in self
             .participants
             .iter_mut()
-            .filter(|p| p.view.role == ParticipantRole::Teacher)
+            .filter(|p| p.view.role == ParticipantRole::Master)
         {
             deliver(p, message.clone());
         }

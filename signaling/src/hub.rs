@@ -1,31 +1,27 @@
 //! The hub: every live class, and the domain operations the HTTP and WebSocket handlers call.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use rand::distr::{Alphanumeric, SampleString};
 use tandem_sfu::driver::SfuHandle;
-use tandem_sfu::{ClassId, ClassroomId, Leg, Role, RouterEvent};
+use tandem_sfu::{ClassId, ClassroomId, Leg, RouterEvent};
 use tokio::sync::mpsc;
 
-use crate::class::{Class, LegHealth, Outbox, Participant};
-use crate::classboard::board::Catchup;
+use crate::class::{Class, LegHealth, Outbox};
 use crate::config::Config;
-use crate::protocol::ClientLimits;
-use crate::protocol::{
-    ErrorCode, PROTOCOL_VERSION, ParticipantRole, ParticipantView, ServerMessage,
-};
+use crate::protocol::{ErrorCode, ParticipantRole, ServerMessage};
 use crate::store::{ClassRecord, Store};
-use crate::token::{Claims, TokenError, TokenKey, TokenRole};
+use crate::token::{Claims, TokenError, TokenKey};
 
 // The whiteboard, polls and class report: the hub operations behind them.
 mod classwork;
 // Idle classes ending by themselves, retention, last-seen and shutdown.
 mod lifecycle;
-
-use classwork::poll_news;
+// The steps of `join`.
+mod join;
 
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -174,9 +170,9 @@ impl Hub {
         };
         tracing::info!(class = %record.class_id, "class created");
         Ok(CreatedClass {
-            teacher_token: sign(TokenRole::Teacher),
-            invite_token: sign(TokenRole::Classroom),
-            pupil_token: sign(TokenRole::Pupil),
+            teacher_token: sign(ParticipantRole::Master),
+            invite_token: sign(ParticipantRole::Remote),
+            pupil_token: sign(ParticipantRole::Pupil),
             class_id: record.class_id,
             title: record.title,
             teacher_name: record.teacher_name,
@@ -187,7 +183,7 @@ impl Hub {
     /// device and needs its links again. `None` unless `token` is that class's teacher token.
     pub fn links_for_teacher(&self, class_id: &str, token: &str) -> Option<(String, String)> {
         let claims = self.tokens.verify(token, class_id, unix_now()).ok()?;
-        if claims.role != TokenRole::Teacher {
+        if claims.role != ParticipantRole::Master {
             return None;
         }
         let sign = |role| {
@@ -199,7 +195,7 @@ impl Hub {
                 nonce: random_id("", 8),
             })
         };
-        Some((sign(TokenRole::Classroom), sign(TokenRole::Pupil)))
+        Some((sign(ParticipantRole::Remote), sign(ParticipantRole::Pupil)))
     }
 
     /// The class a token opens, for a page that has just been handed a link.
@@ -261,209 +257,32 @@ impl Hub {
         let claims = self.tokens.verify_any(token, unix_now())?;
         let name = self.checked_name("name", name)?;
         let class_arc = self.live_class(&claims.class_id)?;
-        let role = match claims.role {
-            // A pupil link never becomes anything but a vote-only seat.
-            TokenRole::Pupil => ParticipantRole::Pupil,
-            _ if as_viewer => ParticipantRole::Viewer,
-            TokenRole::Teacher => ParticipantRole::Teacher,
-            TokenRole::Classroom => ParticipantRole::Classroom,
-        };
+        let role = join::joining_role(claims.role, as_viewer);
         let class_id = ClassId::from(claims.class_id.as_str());
 
-        // What is already published, asked before taking the class lock (never held across I/O).
-        let tracks = if role == ParticipantRole::Pupil {
-            Vec::new()
-        } else {
-            self.sfu.tracks(class_id.clone()).await.unwrap_or_default()
-        };
-        // A WebSocket blip: the page kept its legs and asks to keep them. Possible when the media
-        // plane still has the classroom (its grace period has not run out).
-        let keepable = match resume.filter(|_| keep_media && role != ParticipantRole::Pupil) {
-            Some(key) => {
-                let seated = class_arc
-                    .lock()
-                    .participants
-                    .iter()
-                    .find(|p| p.session == key && p.view.role == role)
-                    .map(|p| p.view.classroom_id.clone());
-                match seated {
-                    Some(id) if self.sfu.has_member(id.clone()).await.unwrap_or(false) => Some(id),
-                    _ => None,
-                }
-            }
-            None => None,
-        };
+        // Asked of the media plane before taking the class lock (never held across I/O).
+        let tracks = self.published_tracks(&class_id, role).await;
+        let keepable = self
+            .media_to_keep(&class_arc, resume, keep_media, role)
+            .await;
 
-        let (seat, resumed, media_kept) = {
+        let seated = {
             let mut class = class_arc.lock();
-            let resumable = resume.and_then(|key| {
-                class
-                    .participants
-                    .iter()
-                    .position(|p| p.session == key && p.view.role == role)
-            });
-            let mut media_kept = false;
-            let (seat, resumed) = match resumable {
-                Some(index) => {
-                    let p = &mut class.participants[index];
-                    p.epoch += 1;
-                    p.outbox = Some(outbox);
-                    p.view.connected = true;
-                    // Legs that were lost (or already reset by the grace timer) are not worth
-                    // keeping: the page starts afresh.
-                    media_kept =
-                        keepable.as_ref() == Some(&p.view.classroom_id) && !p.view.media_lost;
-                    if !media_kept {
-                        // Its legs start afresh below: nothing is known of them yet, and a grace
-                        // timer of the old ones must not reset the new. `media_lost` stays as the
-                        // others were told, until a new leg connects.
-                        p.legs = LegHealth {
-                            lost_generation: p.legs.lost_generation + 1,
-                            ..LegHealth::default()
-                        };
-                    }
-                    (
-                        Seat {
-                            class_id: class_id.clone(),
-                            classroom_id: p.view.classroom_id.clone(),
-                            epoch: p.epoch,
-                        },
-                        true,
-                    )
-                }
-                None => {
-                    let pupils = class.count_role(ParticipantRole::Pupil);
-                    if role == ParticipantRole::Pupil {
-                        if pupils >= self.config.max_pupils_per_class {
-                            return Err(HubError::new(
-                                ErrorCode::Forbidden,
-                                "this class has all the pupils it can take",
-                            ));
-                        }
-                    } else if class.participants.len() - pupils
-                        >= self.config.max_classrooms_per_class
-                    {
-                        return Err(HubError::new(ErrorCode::Forbidden, "this class is full"));
-                    }
-                    let classroom_id = ClassroomId::from(random_id("r_", 10));
-                    let role_name = match role {
-                        ParticipantRole::Teacher => "teacher",
-                        ParticipantRole::Classroom => "classroom",
-                        ParticipantRole::Viewer => "viewer",
-                        ParticipantRole::Pupil => "pupil",
-                    };
-                    let attendance_id = self.store.joined(
-                        &claims.class_id,
-                        classroom_id.as_str(),
-                        &name,
-                        role_name,
-                        unix_now(),
-                    )?;
-                    class.participants.push(Participant {
-                        view: ParticipantView {
-                            classroom_id: classroom_id.clone(),
-                            name,
-                            role,
-                            connected: true,
-                            media_lost: false,
-                        },
-                        session: random_id("s_", 24),
-                        outbox: Some(outbox),
-                        attendance_id,
-                        epoch: 1,
-                        http_session: false,
-                        legs: LegHealth::default(),
-                    });
-                    (
-                        Seat {
-                            class_id: class_id.clone(),
-                            classroom_id,
-                            epoch: 1,
-                        },
-                        false,
-                    )
-                }
-            };
-            // `welcome` goes out under the same lock that seated the classroom, so it is the
-            // first message the classroom gets; everything after it is news.
-            let Some(me) = class.participant(&seat.classroom_id) else {
-                return Err(HubError::new(
-                    ErrorCode::Internal,
-                    "seated and gone at once",
-                ));
-            };
-            let welcome = ServerMessage::Welcome {
-                v: PROTOCOL_VERSION,
-                session: me.session.clone(),
-                you: me.view.clone(),
-                class: class.view(),
-                participants: class.views(),
-                stage: class.stage.clone(),
-                hands: class.hands.clone(),
-                tracks,
-                media_kept,
-                limits: ClientLimits::new(class.board.limits(), class.polls.limits()),
-                ice_servers: crate::turn::ice_servers(
-                    &self.config,
-                    std::time::SystemTime::now(),
-                    seat.classroom_id.as_str(),
-                ),
-            };
-            let announce = if resumed {
-                ServerMessage::ParticipantState {
-                    classroom_id: seat.classroom_id.clone(),
-                    connected: true,
-                }
-            } else {
-                ServerMessage::ParticipantJoined {
-                    participant: me.view.clone(),
-                }
-            };
-            let pupil = role == ParticipantRole::Pupil;
-            class.send_to(&seat.classroom_id, welcome);
-            if !pupil {
-                let catchup = ServerMessage::BoardCatchup {
-                    catchup: Catchup::Snapshot {
-                        snapshot: class.board.snapshot(),
-                    },
-                };
-                class.send_to(&seat.classroom_id, catchup);
-            }
-            for news in poll_news(&class, &seat.classroom_id) {
-                class.send_to(&seat.classroom_id, news);
-            }
-            // Pupils come and go by the dozen: classroom screens are not told.
-            if !pupil {
-                class.broadcast_except(&seat.classroom_id, &announce);
-            }
-            (seat, resumed, media_kept)
+            let seated = self.take_seat(
+                &mut class,
+                &class_id,
+                resume,
+                keepable.as_ref(),
+                (name, role),
+                outbox,
+            )?;
+            self.greet(&mut class, &seated, tracks)?;
+            seated
         };
         self.classroom_class
-            .insert(seat.classroom_id.clone(), claims.class_id.clone());
-        if media_kept {
-            // Its legs carry on untouched; only an offer it missed while away comes again.
-            let _ = self.sfu.resend_offer(seat.classroom_id.clone());
-            tracing::info!(class = %seat.class_id, classroom = %seat.classroom_id, "resumed with its media");
-            return Ok(seat);
-        }
-
-        // A (re)joining classroom starts its media afresh: its old legs died with its page. Its
-        // tracks are held by the media plane for its new publish leg (continuous downtracks).
-        let sfu_role = match role {
-            ParticipantRole::Teacher => Role::Master,
-            ParticipantRole::Classroom => Role::Remote,
-            ParticipantRole::Viewer => Role::Viewer,
-            // Pupils vote and nothing else: no media plane.
-            ParticipantRole::Pupil => {
-                tracing::info!(class = %seat.class_id, pupil = %seat.classroom_id, resumed, "pupil joined");
-                return Ok(seat);
-            }
-        };
-        self.sfu
-            .join(class_id, seat.classroom_id.clone(), sfu_role)
-            .map_err(|_| HubError::new(ErrorCode::Internal, "the media plane is down"))?;
-        tracing::info!(class = %seat.class_id, classroom = %seat.classroom_id, resumed, "joined");
-        Ok(seat)
+            .insert(seated.seat.classroom_id.clone(), claims.class_id);
+        self.start_media(&seated, role)?;
+        Ok(seated.seat)
     }
 
     /// The resume key of the class's teacher seat, when `token` is that class's teacher token
@@ -474,13 +293,13 @@ impl Hub {
     /// device of the teacher joins beside it, as before).
     pub fn teacher_seat_to_retake(&self, token: &str) -> Option<String> {
         let claims = self.tokens.verify_any(token, unix_now()).ok()?;
-        if claims.role != TokenRole::Teacher {
+        if claims.role != ParticipantRole::Master {
             return None;
         }
         let class = self.classes.get(&claims.class_id)?.clone();
         let class = class.lock();
         let seat = class.participants.iter().find(|p| {
-            p.view.role == ParticipantRole::Teacher && !p.view.connected && !p.http_session
+            p.view.role == ParticipantRole::Master && !p.view.connected && !p.http_session
         })?;
         tracing::info!(class = %claims.class_id, classroom = %seat.view.classroom_id, "a teacher page takes back its seat");
         Some(seat.session.clone())
@@ -508,13 +327,8 @@ impl Hub {
                 });
             }
         }
-        let hub = Arc::clone(self);
         let seat = seat.clone();
-        let grace = Duration::from_secs(self.config.reconnect_grace_secs);
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            hub.leave_if_still_gone(&seat);
-        });
+        self.after_grace(move |hub| hub.leave_if_still_gone(&seat));
     }
 
     fn leave_if_still_gone(&self, seat: &Seat) {
@@ -772,12 +586,7 @@ impl Hub {
         });
         drop(class);
         if lost {
-            let hub = Arc::clone(self);
-            let grace = Duration::from_secs(self.config.reconnect_grace_secs);
-            tokio::spawn(async move {
-                tokio::time::sleep(grace).await;
-                hub.reset_media_if_still_lost(&seat, role, generation);
-            });
+            self.after_grace(move |hub| hub.reset_media_if_still_lost(&seat, role, generation));
         }
     }
 
@@ -798,11 +607,8 @@ impl Hub {
             lost_generation: generation,
             ..LegHealth::default()
         };
-        let sfu_role = match role {
-            ParticipantRole::Teacher => Role::Master,
-            ParticipantRole::Classroom => Role::Remote,
-            ParticipantRole::Viewer => Role::Viewer,
-            ParticipantRole::Pupil => return,
+        let Some(sfu_role) = role.media() else {
+            return;
         };
         // Its media is gone for good: its legs close and its tracks end for everyone (leaving
         // first, so the media plane does not hold them as it does for a rejoin), then it joins
@@ -821,8 +627,12 @@ impl Hub {
         }
     }
 
-    /// Forward media-plane events to the hub until the media plane stops.
-    pub fn spawn_router_events(self: &Arc<Self>, mut events: mpsc::UnboundedReceiver<RouterEvent>) {
+    /// Forward media-plane events to the hub until the media plane stops (its loop holds the
+    /// sending end, so the task ends with it and lets go of the hub).
+    pub fn spawn_router_events(
+        self: &Arc<Self>,
+        mut events: mpsc::UnboundedReceiver<RouterEvent>,
+    ) -> tokio::task::JoinHandle<()> {
         let hub = Arc::clone(self);
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
@@ -835,7 +645,7 @@ impl Hub {
                     other => hub.on_router_event(other),
                 }
             }
-        });
+        })
     }
 }
 

@@ -48,6 +48,9 @@ pub struct Server {
     /// Connections open now (HTTP and WebSocket).
     open_connections: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+    /// The tasks that end at shutdown and are waited for: the redirect's accept loop and the
+    /// router-events task (which holds the hub until the media plane stops).
+    others: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// How long a shutdown waits for connections to say goodbye before closing the records anyway
@@ -74,7 +77,8 @@ impl Server {
 
     /// Shut down gracefully: stop accepting, tell every WebSocket client the server is going away
     /// (`server_going_away`, then close code 1001), let HTTP requests in flight finish, then
-    /// close the attendance of everyone still in a class and flush the database.
+    /// close the attendance of everyone still in a class and flush the database. Last, every
+    /// task of the server ends and its sockets close ([`Server::stop`]).
     pub async fn shutdown(self) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         self.hub.begin_shutdown();
@@ -90,13 +94,42 @@ impl Server {
         tokio::task::spawn_blocking(move || hub.finish_shutdown())
             .await
             .context("closing the records")??;
-        self.task.abort();
+        self.stop().await;
         Ok(())
     }
 
-    /// Stop serving HTTP (tests that simulate a crash).
-    pub fn abort(&self) {
-        self.task.abort();
+    /// Stop at once, leaving the records as a crash would (attendance open, no last note that
+    /// the server was alive) for tests of what the next start recovers. Connections are told to
+    /// close all the same, and every task and socket ends as in [`Server::shutdown`].
+    pub async fn abort(self) {
+        self.hub.begin_shutdown();
+        self.stop().await;
+    }
+
+    /// The end of both ways to stop, once shutdown has begun: the accept loops end (their
+    /// listeners close), the media loop stops (its UDP socket and ICE-TCP listener close), and
+    /// with it the router-events task, the last holder of the hub besides connections.
+    async fn stop(self) {
+        let Server {
+            hub,
+            mut task,
+            others,
+            ..
+        } = self;
+        // The accept loop ends by itself on the shutdown signal; the abort is a backstop.
+        if tokio::time::timeout(SHUTDOWN_DRAIN, &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+        let why = hub.sfu.stop().await;
+        tracing::debug!(%why, "media plane stopped");
+        for task in others {
+            if tokio::time::timeout(SHUTDOWN_DRAIN, task).await.is_err() {
+                tracing::warn!("a server task did not end at shutdown");
+            }
+        }
     }
 }
 
@@ -175,7 +208,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let hub = Arc::new(hub::Hub::new(config, store, tokens, sfu));
     hub.close_attendance_after_crash()
         .context("closing attendance left open by the last run")?;
-    hub.spawn_router_events(events);
+    let mut others = vec![hub.spawn_router_events(events)];
     hub.spawn_poll_timer();
     hub.spawn_housekeeping();
     let state = http::AppState::new(hub.clone(), Arc::new(metrics::Metrics::new(&sfu_metrics)));
@@ -183,19 +216,20 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let mut redirect_addr = None;
     let tls_fingerprint = tls.as_ref().map(tls::Tls::fingerprint);
     if let Some(tls) = &tls {
-        tls.reload_on_sighup().context("listening for SIGHUP")?;
+        tls.reload_on_sighup(hub.shutdown_signal())
+            .context("listening for SIGHUP")?;
         if let Some(addr) = hub.config.http_redirect_listen {
             let redirect = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding {addr}"))?;
             redirect_addr = Some(redirect.local_addr()?);
-            tokio::spawn(serve::accept(
+            others.push(tokio::spawn(serve::accept(
                 redirect,
                 tls::redirect_app(tls::https_base(http_addr)),
                 limits.clone(),
                 hub.shutdown_signal(),
                 None,
-            ));
+            )));
         }
     }
     let task = tokio::spawn(serve::accept(
@@ -219,5 +253,6 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         max_connections,
         open_connections,
         task,
+        others,
     })
 }

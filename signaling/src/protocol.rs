@@ -1,7 +1,7 @@
 //! The WebSocket protocol, version 1: one serde enum per direction. `docs/protocol.md` is its manual.
 
 use serde::{Deserialize, Serialize};
-use tandem_sfu::{ClassroomId, Leg, OfferedTrack, Source, TrackId, TrackInfo};
+use tandem_sfu::{ClassroomId, Leg, OfferedTrack, Role, Source, TrackId, TrackInfo};
 
 use crate::classboard::board::{Applied, BoardLimits, BoardOp, Catchup, Point};
 use crate::classboard::poll::{Poll, PollLimits, PollResults, PollSpec};
@@ -146,15 +146,47 @@ impl ClientMessage {
     }
 }
 
+/// Where a participant sits in the lesson: the media plane's [`Role`] in the same words, and the
+/// pupil, who only votes. The one role type from the wire (and the signed links) to the router;
+/// see `docs/architecture.md` ("One vocabulary").
+///
+/// On the wire, in links already handed out and in the attendance records, the master classroom
+/// is `"teacher"` and a remote classroom `"classroom"` (protocol v1, which clients speak).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ParticipantRole {
-    Teacher,
-    Classroom,
+    /// The lead teacher's classroom.
+    #[serde(rename = "teacher")]
+    Master,
+    /// A remote classroom run by an assistant teacher.
+    #[serde(rename = "classroom")]
+    Remote,
     /// Receives the master classroom only (a WHEP hall display or overflow room).
     Viewer,
     /// Votes from a pupil's own device (pupil voting link); no media, never in `participants`.
     Pupil,
+}
+
+impl ParticipantRole {
+    /// Its role in the media plane; a pupil has none.
+    pub fn media(self) -> Option<Role> {
+        match self {
+            ParticipantRole::Master => Some(Role::Master),
+            ParticipantRole::Remote => Some(Role::Remote),
+            ParticipantRole::Viewer => Some(Role::Viewer),
+            ParticipantRole::Pupil => None,
+        }
+    }
+
+    /// Its name on the wire, which the attendance records keep too.
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            ParticipantRole::Master => "teacher",
+            ParticipantRole::Remote => "classroom",
+            ParticipantRole::Viewer => "viewer",
+            ParticipantRole::Pupil => "pupil",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -375,6 +407,26 @@ impl ServerMessage {
 mod tests {
     use super::*;
 
+    /// The Rust names are the router's; the wire keeps protocol v1's strings, in both directions
+    /// (the roles in links already handed out are read back).
+    #[test]
+    fn roles_keep_their_wire_names() {
+        for (role, wire, media) in [
+            (ParticipantRole::Master, "teacher", Some(Role::Master)),
+            (ParticipantRole::Remote, "classroom", Some(Role::Remote)),
+            (ParticipantRole::Viewer, "viewer", Some(Role::Viewer)),
+            (ParticipantRole::Pupil, "pupil", None),
+        ] {
+            assert_eq!(serde_json::to_value(role).unwrap(), wire);
+            assert_eq!(role.wire_name(), wire);
+            assert_eq!(
+                serde_json::from_value::<ParticipantRole>(wire.into()).unwrap(),
+                role
+            );
+            assert_eq!(role.media(), media);
+        }
+    }
+
     #[test]
     fn parses_the_documented_join() {
         let msg: ClientMessage = serde_json::from_str(
@@ -433,7 +485,7 @@ mod tests {
         let view = ParticipantView {
             classroom_id: ClassroomId::from("r_2"),
             name: "Room A".into(),
-            role: ParticipantRole::Classroom,
+            role: ParticipantRole::Remote,
             connected: true,
             media_lost: false,
         };

@@ -113,13 +113,19 @@ impl Tls {
         Ok(())
     }
 
-    /// Reload on every SIGHUP (certbot's deploy hook, `systemctl reload`), for as long as the
-    /// process runs.
-    pub fn reload_on_sighup(&self) -> std::io::Result<()> {
+    /// Reload on every SIGHUP (certbot's deploy hook, `systemctl reload`) until `shutdown`.
+    pub fn reload_on_sighup(
+        &self,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
         let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let tls = self.clone();
         tokio::spawn(async move {
-            while hangups.recv().await.is_some() {
+            loop {
+                tokio::select! {
+                    () = crate::serve::until_shutdown(&mut shutdown) => break,
+                    hangup = hangups.recv() => if hangup.is_none() { break },
+                }
                 match tls.reload() {
                     Ok(()) => tracing::info!(
                         fingerprint = %tls.fingerprint(),

@@ -8,19 +8,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenRole {
-    Teacher,
-    Classroom,
-    /// The pupil voting link: vote only, no media.
-    Pupil,
-}
+use crate::protocol::ParticipantRole;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub v: u32,
-    pub role: TokenRole,
+    /// What the link makes its holder: the master classroom (the teacher's link), a remote
+    /// classroom (the invite link) or a pupil (the voting link). No link is issued for a viewer:
+    /// a viewer joins with an invite link.
+    pub role: ParticipantRole,
     pub class_id: String,
     /// Expiry, Unix seconds.
     pub exp: u64,
@@ -101,7 +97,7 @@ mod tests {
     fn claims(exp: u64) -> Claims {
         Claims {
             v: 1,
-            role: TokenRole::Classroom,
+            role: ParticipantRole::Remote,
             class_id: "c_1".into(),
             exp,
             nonce: "n".into(),
@@ -114,7 +110,7 @@ mod tests {
         let token = key.sign(&claims(100));
         assert_eq!(
             key.verify(&token, "c_1", 50).unwrap().role,
-            TokenRole::Classroom
+            ParticipantRole::Remote
         );
     }
 
@@ -129,7 +125,7 @@ mod tests {
         // Promote oneself to teacher by editing the payload: the signature no longer matches.
         let (_, tag) = token.split_once('.').unwrap();
         let mut forged = claims(100);
-        forged.role = TokenRole::Teacher;
+        forged.role = ParticipantRole::Master;
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
         assert_eq!(
             key.verify(&format!("{payload}.{tag}"), "c_1", 50),

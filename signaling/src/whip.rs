@@ -263,7 +263,7 @@ pub(crate) fn authorise(hub: &Hub, class_id: &str, token: &str) -> Result<(), Wh
         })?;
     // A pupil's voting link carries no media, in either direction.
     match hub.tokens.verify(token, class_id, unix_now()) {
-        Ok(claims) if claims.role == crate::token::TokenRole::Pupil => Err(WhipError(
+        Ok(claims) if claims.role == crate::protocol::ParticipantRole::Pupil => Err(WhipError(
             StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,
             "a pupil voting link cannot publish or watch media".into(),

@@ -10,7 +10,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { TandemServer, prepare, launchChromium, closeBrowser, byTestId, shot } from './harness.mjs';
+import { TandemServer, prepare, launchChromium, closeBrowser, byTestId, shot, ownClassroomId } from './harness.mjs';
 
 const STEP_MS = 30_000;
 
@@ -122,7 +122,7 @@ test('the whiteboard and voting in the browser, across a server restart', { time
     assert.match(await byTestId(teacher, 'invite-link').inputValue(), /\/join\/c_[^#]+#token=/);
     assert.match(await byTestId(teacher, 'pupil-link').inputValue(), /\/vote\/c_[^#]+#token=/);
     assert.equal(await teacher.locator('[data-testid="pupil-qr"] svg').count(), 1, 'the pupil QR code is drawn');
-    ids.teacher = await teacher.evaluate(() => window.tandem.state().you.classroom_id);
+    ids.teacher = await ownClassroomId(teacher);
   });
 
   await t.test('classroom A joins by the invite link and gets the board', async () => {
@@ -133,7 +133,7 @@ test('the whiteboard and voting in the browser, across a server restart', { time
     await passDeviceCheck(roomA);
     await byTestId(roomA, 'classroom-live').waitFor();
     await waitLive(roomA);
-    ids.a = await roomA.evaluate(() => window.tandem.state().you.classroom_id);
+    ids.a = await ownClassroomId(roomA);
     await teacher.locator(`[data-testid="classroom-tile"][data-classroom-id="${ids.a}"]`).waitFor();
     await byTestId(roomA, 'board-permission').filter({ hasText: 'Only the teacher draws' }).waitFor();
     assert.equal(await byTestId(roomA, 'tool-pen').isDisabled(), true, 'A may not draw yet');

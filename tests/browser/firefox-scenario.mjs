@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import puppeteer from 'puppeteer-core';
-import { TandemServer, prepare, launchChromium, closeBrowser, byTestId, shot } from './harness.mjs';
+import { TandemServer, prepare, launchChromium, closeBrowser, byTestId, shot, ownClassroomId } from './harness.mjs';
 
 const FIREFOX = process.env.FIREFOX || '/usr/bin/firefox-esr';
 const MEDIA_ADDR = process.env.TANDEM_TEST_MEDIA_ADDR;
@@ -47,7 +47,7 @@ async function main() {
     await byTestId(teacher, 'device-confirm').click();
     await teacher.waitForFunction(() => document.querySelector('[data-testid="connection-status"]').dataset.status === 'live');
     const inviteUrl = (await byTestId(teacher, 'invite-link').inputValue()).replace('127.0.0.1', 'localhost');
-    const teacherId = await teacher.evaluate(() => window.tandem.state().you.classroom_id);
+    const teacherId = await ownClassroomId(teacher);
 
     firefox = await puppeteer.launch({
       browser: 'firefox',

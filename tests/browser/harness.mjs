@@ -104,6 +104,16 @@ export async function closeBrowser(browser) {
 
 export const byTestId = (page, id) => page.locator(`[data-testid="${id}"]`);
 
+/**
+ * The page's own classroom id, once the server's `welcome` has given it one. Waited for (within the
+ * page's default timeout): the live screen and the invite link show before `welcome` arrives, so
+ * reading it at once can see `null` on a busy machine.
+ */
+export async function ownClassroomId(page) {
+  const id = await page.waitForFunction(() => window.tandem?.state()?.you?.classroom_id);
+  return id.jsonValue();
+}
+
 export async function shot(page, name) {
   await page.screenshot({ path: join(OUT, `${name}.png`), fullPage: true });
 }

@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import { CHROMIUM, TandemServer, prepare, launchChromium, closeBrowser, byTestId, shot } from './harness.mjs';
+import { CHROMIUM, TandemServer, prepare, launchChromium, closeBrowser, byTestId, shot, ownClassroomId } from './harness.mjs';
 
 const STEP_MS = 45_000;
 
@@ -130,7 +130,7 @@ test('a dual-teacher lesson in the browser', { timeout: 300_000 }, async (t) => 
     assert.equal(await teacher.locator('[data-testid="invite-qr"] svg').count(), 1, 'the invite QR code is drawn');
     await byTestId(teacher, 'copy-invite').click();
     await byTestId(teacher, 'invite-copied').filter({ hasText: /copied|Could not copy/ }).waitFor();
-    ids.teacher = (await teacher.evaluate(() => window.tandem.state().you.classroom_id));
+    ids.teacher = await ownClassroomId(teacher);
   });
 
   let roomA;
@@ -138,8 +138,8 @@ test('a dual-teacher lesson in the browser', { timeout: 300_000 }, async (t) => 
   await t.test('two classrooms join by the invite link', async () => {
     roomA = await joinAsClassroom('classroom-a', inviteUrl, 'Grade 2, Hotan No. 3 School');
     roomB = await joinAsClassroom('classroom-b', inviteUrl, 'Grade 2, Kashgar No. 1 School');
-    ids.a = await roomA.evaluate(() => window.tandem.state().you.classroom_id);
-    ids.b = await roomB.evaluate(() => window.tandem.state().you.classroom_id);
+    ids.a = await ownClassroomId(roomA);
+    ids.b = await ownClassroomId(roomB);
     assert.notEqual(ids.a, ids.b);
     await teacher.locator('[data-testid="classroom-tile"]').nth(1).waitFor();
     assert.equal(await teacher.locator('[data-testid="classroom-tile"]').count(), 2);

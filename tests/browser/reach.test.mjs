@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import tls from 'node:tls';
-import { TandemServer, prepare, launchChromium, closeBrowser, byTestId, shot } from './harness.mjs';
+import { TandemServer, prepare, launchChromium, closeBrowser, byTestId, shot, ownClassroomId } from './harness.mjs';
 
 const STEP_MS = 45_000;
 const work = mkdtempSync(join(tmpdir(), 'tandem-reach-'));
@@ -97,7 +97,7 @@ async function teacherAndClassroom(browser, created, { forceRelay = false, prefi
   await passDeviceCheck(teacher);
   await byTestId(teacher, 'teacher-live').waitFor();
   await teacher.waitForFunction(() => document.querySelector('[data-testid="connection-status"]').dataset.status === 'live');
-  const teacherId = await teacher.evaluate(() => window.tandem.state().you.classroom_id);
+  const teacherId = await ownClassroomId(teacher);
 
   const room = await newPage(browser, `${prefix}-classroom`, { forceRelay });
   await room.goto(created.invite_url);
@@ -110,7 +110,7 @@ async function teacherAndClassroom(browser, created, { forceRelay = false, prefi
   await passDeviceCheck(room);
   await byTestId(room, 'classroom-live').waitFor();
   await room.waitForFunction(() => window.tandem.state() && window.tandem.state().joined);
-  const roomId = await room.evaluate(() => window.tandem.state().you.classroom_id);
+  const roomId = await ownClassroomId(room);
   return { teacher, room, teacherId, roomId };
 }
 
@@ -237,7 +237,7 @@ test('a lesson over HTTPS with a certificate from the school CA, renewed without
   await byTestId(home_, 'teacher-live').waitFor();
   const invite = await byTestId(home_, 'invite-link').inputValue();
   assert.ok(invite.startsWith(`${base}/join/`), `the invite link is https: ${invite}`);
-  const teacherId = await home_.evaluate(() => window.tandem.state().you.classroom_id);
+  const teacherId = await ownClassroomId(home_);
 
   const room = await newPage(browser, 'https-classroom');
   await room.goto(invite);
@@ -246,7 +246,7 @@ test('a lesson over HTTPS with a certificate from the school CA, renewed without
   await expectNetwork(room, 'udp', { udp: 'ok', tcp: 'ok', turn: 'unavailable' });
   await passDeviceCheck(room);
   await byTestId(room, 'classroom-live').waitFor();
-  const roomId = await room.evaluate(() => window.tandem.state().you.classroom_id);
+  const roomId = await ownClassroomId(room);
   assert.match(await room.evaluate(() => window.__testSockets[0].url), /^wss:\/\/localhost:\d+\/ws$/);
   await waitForFlow(room, { classroom_id: teacherId, kind: 'video' }, 'the classroom sees the teacher');
   await waitForFlow(home_, { classroom_id: roomId, kind: 'audio' }, 'the teacher hears the classroom');

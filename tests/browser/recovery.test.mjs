@@ -6,7 +6,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { TandemServer, prepare, launchChromium, closeBrowser, byTestId, shot } from './harness.mjs';
+import { TandemServer, prepare, launchChromium, closeBrowser, byTestId, shot, ownClassroomId } from './harness.mjs';
 import { UdpCutProxy } from './udp-proxy.mjs';
 
 const STEP_MS = 45_000;
@@ -132,7 +132,7 @@ test('a classroom whose network drops out for 10 s is back within 2 s, with no r
   await passDeviceCheck(teacher);
   await teacher.waitForFunction(() => document.querySelector('[data-testid="connection-status"]').dataset.status === 'live');
   const inviteUrl = await byTestId(teacher, 'invite-link').inputValue();
-  const teacherId = await teacher.evaluate(() => window.tandem.state().you.classroom_id);
+  const teacherId = await ownClassroomId(teacher);
 
   const mediaPort = server.mediaAddr.split(':').pop();
   const join = async (name, classroomName, relay) => {
@@ -146,7 +146,7 @@ test('a classroom whose network drops out for 10 s is back within 2 s, with no r
   };
   const roomA = await join('room-a', 'Room A (behind the relay)', [`127.0.0.1 ${mediaPort}`, `127.0.0.1 ${proxy.port}`]);
   const roomB = await join('room-b', 'Room B', null);
-  const aId = await roomA.evaluate(() => window.tandem.state().you.classroom_id);
+  const aId = await ownClassroomId(roomA);
 
   // Everyone has media before the outage; A's goes through the relay.
   await waitForFrames(roomA, teacherId, 0, 30, 'A ← teacher video');

@@ -9,7 +9,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { TandemServer, prepare, launchChromium, closeBrowser, byTestId, shot } from './harness.mjs';
+import { TandemServer, prepare, launchChromium, closeBrowser, byTestId, shot, ownClassroomId } from './harness.mjs';
 
 const STEP_MS = 45_000;
 
@@ -99,8 +99,8 @@ test('the loud classroom is shown as speaking, a silent one never', { timeout: 2
 
   const roomB = await joinAsClassroom('classroom-b', 0, inviteUrl, 'Grade 2, Kashgar No. 1 School');
   const roomA = await joinAsClassroom('classroom-a', 0.5, inviteUrl, 'Grade 2, Hotan No. 3 School');
-  const a = await roomA.evaluate(() => window.tandem.state().you.classroom_id);
-  const b = await roomB.evaluate(() => window.tandem.state().you.classroom_id);
+  const a = await ownClassroomId(roomA);
+  const b = await ownClassroomId(roomB);
 
   await t.test('the teacher sees A marked as speaking', async () => {
     await teacher.waitForFunction((id) => {

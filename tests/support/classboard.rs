@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tandem_loadtest::client::Classroom;
-use tandem_signaling::classboard::board::{BoardSnapshot, Catchup};
+use tandem_signaling::classboard::board::{BoardOp, BoardSnapshot, Catchup};
 use tandem_signaling::protocol::{ErrorCode, ServerMessage};
 use tandem_signaling::{Config, Server};
 
@@ -17,6 +17,14 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct Running {
     pub server: Server,
     pub base: String,
+}
+
+impl Running {
+    /// The server dies as in a crash (the records left as they are) but within the test: every
+    /// task ends and its ports close, so the next server on the same data starts alone.
+    pub async fn crash(self) {
+        self.server.abort().await;
+    }
 }
 
 /// A server on `data_dir` with the test settings, changed by `tweak`.
@@ -36,7 +44,7 @@ pub async fn start_on(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> Runni
 mod common;
 /// A class's links: the same helper the other end-to-end tests use.
 #[allow(unused_imports)] // Each test file takes what it needs.
-pub use common::{NewClass, create_class};
+pub use common::{NewClass, create_class, metric};
 
 /// Send a board op given as JSON (the `op` object of a `board_op` message).
 pub fn draw(c: &Classroom, op: Value) {
@@ -146,4 +154,64 @@ pub fn stroke(c: &Classroom, id: &str, page: u32, x0: f64, n: usize) {
         );
     }
     draw(c, json!({"op":"stroke_end","object_id":id}));
+}
+
+/// A teacher and a remote classroom in a new class, the teacher's stroke `t:1` begun and seen by
+/// the classroom: ready for [`segment_latencies`].
+pub async fn drawing_pair(base: &str, title: &str) -> (Classroom, Classroom) {
+    let links = create_class(base, title).await;
+    let teacher = Classroom::join(base, &links.teacher_url, "Ms Li")
+        .await
+        .unwrap();
+    let remote = Classroom::join(base, &links.invite_url, "Hotan No. 3 School")
+        .await
+        .unwrap();
+    draw(
+        &teacher,
+        json!({"op":"stroke_begin","object_id":"t:1","page":0,"tool":"pen","color":"#000000","width":3,"point":[0,0]}),
+    );
+    wait_seq(&remote, 1).await;
+    (teacher, remote)
+}
+
+/// How long each of `segments` stroke segments takes from `teacher` (`stroke_append` to stroke
+/// `t:1`, see [`drawing_pair`]) to `remote` (its `board_op`), one at a time, sorted shortest
+/// first.
+pub async fn segment_latencies(
+    teacher: &Classroom,
+    remote: &Classroom,
+    segments: usize,
+) -> Vec<Duration> {
+    let mut rx = remote.subscribe();
+    let mut took = Vec::with_capacity(segments);
+    for i in 0..segments {
+        let x = (i + 1) as f64;
+        let sent = std::time::Instant::now();
+        draw(
+            teacher,
+            json!({"op":"stroke_append","object_id":"t:1","points":[[x, x / 2.0]]}),
+        );
+        loop {
+            let m = tokio::time::timeout(WAIT, rx.recv())
+                .await
+                .expect("in time")
+                .expect("open");
+            if let ServerMessage::BoardOp { applied } = m
+                && let BoardOp::StrokeAppend { points, .. } = &applied.op
+                && points.first().is_some_and(|p| p.0 == x)
+            {
+                break;
+            }
+        }
+        took.push(sent.elapsed());
+        // 40 segments a second: a brisk pen, inside the per-connection and board rate limits.
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    took.sort();
+    took
+}
+
+/// The `p` quantile (0 to 1) of `sorted` (not empty).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }

@@ -18,8 +18,7 @@ use crate::classboard::board::{
 use crate::classboard::poll::{Poll, PollError, PollSpec, PollState, Polls};
 use crate::classboard::report::{AttendanceRow, ClassReport};
 use crate::classboard::store::{BoardStore, PollStore, StoreError};
-use crate::protocol::{ErrorCode, ServerMessage};
-use crate::token::TokenRole;
+use crate::protocol::{ErrorCode, ParticipantRole, ServerMessage};
 
 /// How often poll timers are checked.
 const POLL_TICK: Duration = Duration::from_secs(1);
@@ -321,14 +320,19 @@ impl Hub {
         }
     }
 
-    /// Check poll timers about once a second for as long as the hub lives.
+    /// Check poll timers about once a second until the server shuts down.
     pub fn spawn_poll_timer(self: &Arc<Self>) {
         let hub: Weak<Self> = Arc::downgrade(self);
+        let mut shutdown = self.shutdown_signal();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(POLL_TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    biased;
+                    () = crate::serve::until_shutdown(&mut shutdown) => break,
+                    _ = tick.tick() => {}
+                }
                 let Some(hub) = hub.upgrade() else { break };
                 hub.tick_polls(SystemTime::now());
             }
@@ -354,7 +358,7 @@ impl Hub {
             return Err(HubError::new(ErrorCode::NotFound, "no such class"));
         }
         let claims = self.tokens.verify(token, class_id, unix_now())?;
-        if claims.role != TokenRole::Teacher {
+        if claims.role != ParticipantRole::Master {
             return Err(HubError::new(
                 ErrorCode::Forbidden,
                 "the class report is for the teacher",

@@ -24,6 +24,24 @@ impl Hub {
         self.shutdown.send_replace(true);
     }
 
+    /// Run `then` once the reconnect grace period has passed, unless the server shuts down first.
+    /// The timer holds the hub weakly, so a pending grace period does not keep a stopped server
+    /// alive.
+    pub(super) fn after_grace(self: &Arc<Self>, then: impl FnOnce(&Hub) + Send + 'static) {
+        let hub: Weak<Self> = Arc::downgrade(self);
+        let grace = Duration::from_secs(self.config.reconnect_grace_secs);
+        let mut shutdown = self.shutdown_signal();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(grace) => {}
+                () = crate::serve::until_shutdown(&mut shutdown) => return,
+            }
+            if let Some(hub) = hub.upgrade() {
+                then(&hub);
+            }
+        });
+    }
+
     /// The last of a shutdown, once connections are told: close the attendance of everyone
     /// still in a class, note the time, and fold the WAL into the database file.
     pub fn finish_shutdown(&self) -> Result<(), HubError> {
@@ -124,9 +142,10 @@ impl Hub {
         tracing::info!(class = %class_id, "class ended: nobody in it");
     }
 
-    /// Run the sweep and the "still alive" note for as long as the hub lives.
+    /// Run the sweep and the "still alive" note until the server shuts down.
     pub fn spawn_housekeeping(self: &Arc<Self>) {
         let hub: Weak<Self> = Arc::downgrade(self);
+        let mut shutdown = self.shutdown_signal();
         let every =
             (self.class_idle() / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
         tokio::spawn(async move {
@@ -137,6 +156,9 @@ impl Hub {
             let mut empty_since = HashMap::new();
             loop {
                 tokio::select! {
+                    // Nothing is written once shutdown begins: its own last note is the last.
+                    biased;
+                    () = crate::serve::until_shutdown(&mut shutdown) => break,
                     _ = sweep.tick() => {
                         let Some(hub) = hub.upgrade() else { break };
                         // The sweep reads and writes the database: off the async workers.
@@ -152,9 +174,6 @@ impl Hub {
                     }
                     _ = seen.tick() => {
                         let Some(hub) = hub.upgrade() else { break };
-                        if *hub.shutdown.borrow() {
-                            continue;
-                        }
                         if let Err(err) = hub.store.mark_seen(unix_now()) {
                             tracing::error!(%err, "last seen not written");
                         }
