@@ -122,8 +122,8 @@ fn load_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
 pub async fn start(config: Config) -> anyhow::Result<Server> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let store =
-        store::Store::open(&config.data_dir.join("tandem.db")).context("opening the database")?;
+    let store = store::Store::open_with(&config.data_dir.join("tandem.db"), config.db_write_queue)
+        .context("opening the database")?;
     let tokens = token::TokenKey::new(&load_secret(&config)?);
     turn::validate(&config)?;
     let tls = tls::Tls::from_config(&config).context("setting up HTTPS")?;
