@@ -184,13 +184,21 @@ impl Writer {
     }
 }
 
-/// Wait for `future` on this thread. For the few synchronous callers (class creation, a
-/// classroom joining or leaving, housekeeping): they wait for their own commit, holding no
-/// database lock meanwhile. Board ops, polls and votes await instead.
+/// Wait for `future` on this thread. For the few synchronous callers (a classroom joining or
+/// leaving, a class ending, housekeeping): they wait for their own commit, holding no database
+/// lock meanwhile. On a worker of the multi-thread runtime the wait is `block_in_place`, so the
+/// worker's other tasks move to another thread and the runtime goes on. Board ops, polls, votes
+/// and class creation `await` instead.
 pub fn wait<T>(future: impl std::future::Future<Output = T>) -> T {
     // `unconstrained`: called on an async worker, the channels must not count against that
     // task's cooperative budget, which this loop cannot give back by yielding.
-    futures_executor::block_on(tokio::task::unconstrained(future))
+    let block = || futures_executor::block_on(tokio::task::unconstrained(future));
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(block)
+        }
+        _ => block(),
+    }
 }
 
 fn failure(code: std::ffi::c_int, message: &str) -> rusqlite::Error {
@@ -387,7 +395,10 @@ mod tests {
                 );
             } else {
                 result.unwrap_or_else(|err| panic!("write {k} failed: {err}"));
-                assert_eq!(seen, 10, "write {k} answered only once its batch was committed");
+                assert_eq!(
+                    seen, 10,
+                    "write {k} answered only once its batch was committed"
+                );
             }
         }
         assert_eq!(
@@ -425,7 +436,11 @@ mod tests {
         for caller in callers {
             caller.await.unwrap().unwrap();
         }
-        assert_eq!(count(&path), 6, "everything queued before the stop is stored");
+        assert_eq!(
+            count(&path),
+            6,
+            "everything queued before the stop is stored"
+        );
         let late = writer.write(insert(99)).await;
         assert!(
             late.is_err_and(|err| err.to_string().contains("stopped")),
@@ -433,16 +448,32 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_synchronous_caller_on_an_async_worker_gets_its_answer() {
+    /// More waits than a task's cooperative budget (128), through a queue smaller than the
+    /// number of writes, on an async worker.
+    async fn many_synchronous_writes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let writer = Writer::spawn(open(&path), 4).unwrap();
-        // More waits than a task's cooperative budget (128), on this async worker, through a
-        // queue smaller than the number of writes.
         for k in 0..300 {
             wait(writer.write(insert(k))).unwrap();
         }
         assert_eq!(count(&path), 300);
+    }
+
+    #[tokio::test]
+    async fn a_synchronous_caller_on_a_current_thread_runtime_gets_its_answer() {
+        many_synchronous_writes().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_synchronous_caller_on_a_multi_thread_worker_gets_its_answer() {
+        // On a worker thread, not the test's own `block_on` thread.
+        tokio::spawn(many_synchronous_writes()).await.unwrap();
+        // And on the blocking pool.
+        tokio::task::spawn_blocking(|| {
+            tokio::runtime::Handle::current().block_on(many_synchronous_writes())
+        })
+        .await
+        .unwrap();
     }
 }
