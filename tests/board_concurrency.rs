@@ -150,6 +150,29 @@ async fn many_classes_drawing_at_once_lose_nothing_and_stay_quick() {
         assert_eq!(stored as u64, total, "class {class_id}: every op stored");
     }
 
+    // Group commit at work: how many transactions the writer thread needed for those writes.
+    let metrics = reqwest::get(format!("{}/metrics", s.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metric = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    let (writes, commits) = (
+        metric("tandem_db_writes_total"),
+        metric("tandem_db_commits_total"),
+    );
+    println!("database: {writes} writes committed in {commits} transactions");
+    assert!(
+        writes >= CLASSES as u64 * total,
+        "every op was a committed write"
+    );
+
     let mut took = std::mem::take(&mut *latencies.lock().unwrap());
     assert_eq!(
         took.len(),

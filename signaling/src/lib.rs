@@ -177,7 +177,8 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     hub.spawn_router_events(events);
     hub.spawn_poll_timer();
     hub.spawn_housekeeping();
-    let state = http::AppState::new(hub.clone(), Arc::new(metrics::Metrics::new(&sfu_metrics)));
+    let metrics = metrics::Metrics::new(&sfu_metrics).with_database(hub.store.writer().clone());
+    let state = http::AppState::new(hub.clone(), Arc::new(metrics));
     let app = http::routes(state);
     let mut redirect_addr = None;
     let tls_fingerprint = tls.as_ref().map(tls::Tls::fingerprint);

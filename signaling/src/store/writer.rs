@@ -102,7 +102,7 @@ enum Command {
 }
 
 /// The handle callers write through; clones share the one thread.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Writer {
     tx: mpsc::Sender<Command>,
     stats: Arc<WriterStats>,
@@ -198,6 +198,40 @@ pub fn wait<T>(future: impl std::future::Future<Output = T>) -> T {
             tokio::task::block_in_place(block)
         }
         _ => block(),
+    }
+}
+
+/// `/metrics`: `tandem_db_commits_total`, `tandem_db_writes_total`, `tandem_db_write_queue`.
+impl prometheus_client::collector::Collector for Writer {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let commits = ConstCounter::new(self.stats.commits.load(Ordering::Relaxed));
+        commits.encode(encoder.encode_descriptor(
+            "tandem_db_commits",
+            "Database transactions committed by the writer thread (each holds a batch of writes)",
+            None,
+            commits.metric_type(),
+        )?)?;
+        let writes = ConstCounter::new(self.stats.writes.load(Ordering::Relaxed));
+        writes.encode(encoder.encode_descriptor(
+            "tandem_db_writes",
+            "Database writes committed (board ops, votes, records)",
+            None,
+            writes.metric_type(),
+        )?)?;
+        let queued = ConstGauge::new(self.queued() as i64);
+        queued.encode(encoder.encode_descriptor(
+            "tandem_db_write_queue",
+            "Database writes waiting for the writer thread (at most --db-write-queue)",
+            None,
+            queued.metric_type(),
+        )?)?;
+        Ok(())
     }
 }
 
