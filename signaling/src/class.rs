@@ -62,6 +62,10 @@ pub struct Class {
     pub board: Board,
     /// The class's polls and votes, also written through to SQLite.
     pub polls: Polls,
+    /// Taken (asynchronously) by a board or poll change from its check to its broadcast, so the
+    /// class's changes are stored and told one at a time, in one order, while the class lock is
+    /// free for everything else during the database write (see `hub/classwork.rs`).
+    pub write_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Class {
@@ -73,6 +77,7 @@ impl Class {
             stage: Vec::new(),
             board: Board::new(BoardLimits::default()),
             polls: Polls::new(PollLimits::default()),
+            write_turn: Default::default(),
         }
     }
 

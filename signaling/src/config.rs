@@ -144,6 +144,10 @@ pub struct Config {
     /// (fractions allowed).
     #[arg(long, env = "TANDEM_RETENTION_DAYS", default_value_t = 365.0)]
     pub retention_days: f64,
+    /// Database writes (board ops, votes, records) that may wait for the writer thread; beyond
+    /// it a writer waits for room (backpressure). At least 1.
+    #[arg(long, env = "TANDEM_DB_WRITE_QUEUE", default_value_t = crate::store::DEFAULT_WRITE_QUEUE, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub db_write_queue: usize,
     /// ICE over TCP (RFC 6544) on the media port number, for networks that block UDP: on | off.
     #[arg(long, env = "TANDEM_ICE_TCP", default_value = "on", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub ice_tcp: bool,

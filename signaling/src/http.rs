@@ -211,7 +211,10 @@ async fn create_class(
             format!("expected {{\"title\", \"teacher_name\"}}: {err}"),
         )
     })?;
-    let created = state.hub.create_class(&new.title, &new.teacher_name)?;
+    let created = state
+        .hub
+        .create_class(&new.title, &new.teacher_name)
+        .await?;
     let base = base_url(&state.hub, &headers);
     let body = serde_json::json!({
         "class_id": created.class_id,

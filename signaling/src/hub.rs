@@ -146,7 +146,11 @@ impl Hub {
             .sum()
     }
 
-    pub fn create_class(&self, title: &str, teacher_name: &str) -> Result<CreatedClass, HubError> {
+    pub async fn create_class(
+        &self,
+        title: &str,
+        teacher_name: &str,
+    ) -> Result<CreatedClass, HubError> {
         let title = checked_len("title", title, self.config.max_title_len)?;
         let teacher_name = self.checked_name("teacher_name", teacher_name)?;
         let now = unix_now();
@@ -157,7 +161,7 @@ impl Hub {
             created_at: now,
             ended_at: None,
         };
-        self.store.insert_class(&record)?;
+        self.store.insert_class(&record).await?;
         let exp = now + self.config.token_ttl_hours * 3600;
         let sign = |role| {
             self.tokens.sign(&Claims {

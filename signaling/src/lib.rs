@@ -155,8 +155,8 @@ fn load_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
 pub async fn start(config: Config) -> anyhow::Result<Server> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let store =
-        store::Store::open(&config.data_dir.join("tandem.db")).context("opening the database")?;
+    let store = store::Store::open_with(&config.data_dir.join("tandem.db"), config.db_write_queue)
+        .context("opening the database")?;
     let tokens = token::TokenKey::new(&load_secret(&config)?);
     turn::validate(&config)?;
     let tls = tls::Tls::from_config(&config).context("setting up HTTPS")?;
@@ -211,7 +211,8 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let mut others = vec![hub.spawn_router_events(events)];
     hub.spawn_poll_timer();
     hub.spawn_housekeeping();
-    let state = http::AppState::new(hub.clone(), Arc::new(metrics::Metrics::new(&sfu_metrics)));
+    let metrics = metrics::Metrics::new(&sfu_metrics).with_database(hub.store.writer().clone());
+    let state = http::AppState::new(hub.clone(), Arc::new(metrics));
     let app = http::routes(state);
     let mut redirect_addr = None;
     let tls_fingerprint = tls.as_ref().map(tls::Tls::fingerprint);

@@ -43,6 +43,12 @@ impl Metrics {
         }
     }
 
+    /// Count the database writer's commits, writes and queue too.
+    pub fn with_database(mut self, writer: crate::store::writer::Writer) -> Self {
+        self.registry.register_collector(Box::new(writer));
+        self
+    }
+
     /// Pupils connected now (set before `render`).
     pub fn set_pupils(&self, pupils: usize) {
         self.pupils_active.set(pupils as i64);

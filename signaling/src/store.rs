@@ -5,6 +5,10 @@ use std::path::Path;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub mod writer;
+
+use writer::Writer;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClassRecord {
     pub class_id: String,
@@ -23,20 +27,18 @@ pub struct AttendanceRecord {
     pub left_at: Option<u64>,
 }
 
-/// The database: one writer connection and a few reader connections on the same WAL file.
+/// The database: a writer thread that owns the one connection that writes (see [`writer`] for
+/// why, and for what a caller may rely on), and reader connections on the same WAL file.
 ///
-/// **Why this shape.** Writes are single-row statements (a board op, a vote, an attendance row)
-/// in WAL mode with `synchronous=NORMAL`: no fsync, tens of microseconds each. They run on the
-/// caller's thread under the writer's mutex, inside the class's own critical section, so "stored,
-/// then acknowledged" stays one straight line of code and a board op is broadcast only after its
-/// row is committed. A dedicated writer thread with batched commits would add a thread hop and a
-/// wake-up to every stroke segment to save microseconds. What stalled the server was a long
-/// *read* (a class report replays a whole board) holding that one mutex: reads now take a
-/// connection of their own from [`Store::with_reader`], and WAL lets them read a consistent
-/// snapshot while the writer goes on. Long reads (reports) are also run on the blocking pool by
-/// their callers, never on an async worker.
+/// Writes are sent to the writer thread and committed in batches; a caller is answered after
+/// its write is committed. Async callers (board ops, polls, votes, class creation) `await`
+/// [`Store::write`]; the few synchronous ones (most methods below) wait for
+/// their own commit on their thread, holding no lock meanwhile (a classroom joining or leaving, a
+/// class ending, housekeeping: a few per class per lesson). Reads take a connection of
+/// their own from [`Store::with_reader`]: WAL lets them read a consistent snapshot while the
+/// writer goes on, and long reads (reports) are run on the blocking pool by their callers.
 pub struct Store {
-    conn: Mutex<Connection>,
+    writer: Writer,
     path: std::path::PathBuf,
     /// Idle reader connections, reused; more are opened when all are busy.
     readers: Mutex<Vec<Connection>>,
@@ -45,8 +47,16 @@ pub struct Store {
 /// Reader connections kept open between uses.
 const KEPT_READERS: usize = 4;
 
+/// Writes that may wait for the writer thread before callers wait for room (`--db-write-queue`).
+pub const DEFAULT_WRITE_QUEUE: usize = 4096;
+
 impl Store {
     pub fn open(path: &Path) -> rusqlite::Result<Self> {
+        Self::open_with(path, DEFAULT_WRITE_QUEUE)
+    }
+
+    /// Open the database with room for `write_queue` writes waiting for the writer thread.
+    pub fn open_with(path: &Path, write_queue: usize) -> rusqlite::Result<Self> {
         let conn = Connection::open(path)?;
         // WAL + NORMAL: a committed row survives a killed process (not a power cut).
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -78,8 +88,14 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // Whiteboard ops, polls and votes live in the same file.
         crate::classboard::store::migrate(&conn)?;
+        let writer = Writer::spawn(conn, write_queue).map_err(|err| {
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("starting the database writer thread: {err}")),
+            )
+        })?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            writer,
             path: path.to_path_buf(),
             readers: Mutex::default(),
         })
@@ -106,34 +122,70 @@ impl Store {
         Ok(out)
     }
 
+    /// Run `f` in the writer thread's next transaction; the answer comes once it is committed.
+    /// `f` must not begin, commit or roll back a transaction itself.
+    pub async fn write<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<rusqlite::Error> + Send + 'static,
+    {
+        self.writer.write(f).await
+    }
+
+    /// The writer's handle, for a task that outlives its borrow of the store.
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// A write for a synchronous caller: waits on this thread for its commit.
+    fn write_now<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> rusqlite::Result<T> {
+        writer::wait(self.writer.write(f))
+    }
+
+    /// Commit everything queued, then stop the writer thread (the last of a shutdown). Writes
+    /// after this fail.
+    pub fn stop_writer(&self) {
+        writer::wait(self.writer.stop());
+    }
+
     /// Note that the server is alive now (cheap: one row, rewritten).
     pub fn mark_seen(&self, at: u64) -> rusqlite::Result<()> {
-        self.conn.lock().execute(
-            "INSERT INTO server_seen (id, last_seen) VALUES (1, ?1)
-             ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
-            params![at],
-        )?;
-        Ok(())
+        self.write_now(move |conn| {
+            conn.execute(
+                "INSERT INTO server_seen (id, last_seen) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
+                params![at],
+            )
+            .map(drop)
+        })
     }
 
     /// When the server last said it was alive.
     pub fn last_seen(&self) -> rusqlite::Result<Option<u64>> {
-        self.conn
-            .lock()
-            .query_row("SELECT last_seen FROM server_seen WHERE id = 1", [], |r| {
+        self.with_reader(|conn| {
+            conn.query_row("SELECT last_seen FROM server_seen WHERE id = 1", [], |r| {
                 r.get(0)
             })
             .optional()
+        })?
     }
 
     /// Close every open attendance row at `at` (never before the row's own join). Returns how
     /// many were closed. At shutdown `at` is now; at start after a crash it is the last time the
     /// server was seen alive.
     pub fn close_open_attendance(&self, at: u64) -> rusqlite::Result<usize> {
-        self.conn.lock().execute(
-            "UPDATE attendance SET left_at = MAX(joined_at, ?1) WHERE left_at IS NULL",
-            params![at],
-        )
+        self.write_now(move |conn| {
+            conn.execute(
+                "UPDATE attendance SET left_at = MAX(joined_at, ?1) WHERE left_at IS NULL",
+                params![at],
+            )
+        })
     }
 
     /// Classes not ended whose last sign of life (creation, a join or a leave) is before
@@ -152,41 +204,41 @@ impl Store {
 
     /// Delete everything about classes that ended before `before`. Returns how many classes.
     pub fn delete_ended_before(&self, before: u64) -> rusqlite::Result<usize> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction()?;
-        let old = "SELECT class_id FROM classes WHERE ended_at IS NOT NULL AND ended_at < ?1";
-        for table in ["attendance", "board_ops", "polls", "votes"] {
-            tx.execute(
-                &format!("DELETE FROM {table} WHERE class_id IN ({old})"),
+        // One write: its savepoint makes the deletes all or nothing.
+        self.write_now(move |conn| {
+            let old = "SELECT class_id FROM classes WHERE ended_at IS NOT NULL AND ended_at < ?1";
+            for table in ["attendance", "board_ops", "polls", "votes"] {
+                conn.execute(
+                    &format!("DELETE FROM {table} WHERE class_id IN ({old})"),
+                    params![before],
+                )?;
+            }
+            conn.execute(
+                "DELETE FROM classes WHERE ended_at IS NOT NULL AND ended_at < ?1",
                 params![before],
-            )?;
-        }
-        let classes = tx.execute(
-            "DELETE FROM classes WHERE ended_at IS NOT NULL AND ended_at < ?1",
-            params![before],
-        )?;
-        tx.commit()?;
-        Ok(classes)
+            )
+        })
     }
 
-    /// Fold the WAL back into the database file (at shutdown, so the next start reads one file).
+    /// Fold the WAL back into the database file (at shutdown, so the next start reads one file),
+    /// after everything queued before is committed.
     pub fn checkpoint(&self) -> rusqlite::Result<()> {
-        self.conn
-            .lock()
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        writer::wait(
+            self.writer
+                .alone(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))),
+        )
     }
 
-    /// Run `f` with the connection (for modules that keep their own tables here).
-    pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
-        f(&self.conn.lock())
-    }
-
-    pub fn insert_class(&self, class: &ClassRecord) -> rusqlite::Result<()> {
-        self.conn.lock().execute(
-            "INSERT INTO classes (class_id, title, teacher_name, created_at, ended_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![class.class_id, class.title, class.teacher_name, class.created_at, class.ended_at],
-        )?;
-        Ok(())
+    pub async fn insert_class(&self, class: &ClassRecord) -> rusqlite::Result<()> {
+        let class = class.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO classes (class_id, title, teacher_name, created_at, ended_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![class.class_id, class.title, class.teacher_name, class.created_at, class.ended_at],
+            )
+            .map(drop)
+        })
+        .await
     }
 
     pub fn class(&self, class_id: &str) -> rusqlite::Result<Option<ClassRecord>> {
@@ -209,16 +261,18 @@ impl Store {
     }
 
     pub fn end_class(&self, class_id: &str, at: u64) -> rusqlite::Result<()> {
-        let conn = self.conn.lock();
-        conn.execute(
-            "UPDATE classes SET ended_at = ?2 WHERE class_id = ?1 AND ended_at IS NULL",
-            params![class_id, at],
-        )?;
-        conn.execute(
-            "UPDATE attendance SET left_at = ?2 WHERE class_id = ?1 AND left_at IS NULL",
-            params![class_id, at],
-        )?;
-        Ok(())
+        let class_id = class_id.to_owned();
+        self.write_now(move |conn| {
+            conn.execute(
+                "UPDATE classes SET ended_at = ?2 WHERE class_id = ?1 AND ended_at IS NULL",
+                params![class_id, at],
+            )?;
+            conn.execute(
+                "UPDATE attendance SET left_at = ?2 WHERE class_id = ?1 AND left_at IS NULL",
+                params![class_id, at],
+            )
+            .map(drop)
+        })
     }
 
     /// Record a classroom arriving; returns the row to close when it leaves.
@@ -230,20 +284,25 @@ impl Store {
         role: &str,
         at: u64,
     ) -> rusqlite::Result<i64> {
-        let conn = self.conn.lock();
-        conn.execute(
-            "INSERT INTO attendance (class_id, classroom_id, name, role, joined_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![class_id, classroom_id, name, role, at],
-        )?;
-        Ok(conn.last_insert_rowid())
+        let row = [class_id, classroom_id, name, role].map(str::to_owned);
+        self.write_now(move |conn| {
+            let [class_id, classroom_id, name, role] = row;
+            conn.execute(
+                "INSERT INTO attendance (class_id, classroom_id, name, role, joined_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![class_id, classroom_id, name, role, at],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
     }
 
     pub fn left(&self, attendance_id: i64, at: u64) -> rusqlite::Result<()> {
-        self.conn.lock().execute(
-            "UPDATE attendance SET left_at = ?2 WHERE id = ?1 AND left_at IS NULL",
-            params![attendance_id, at],
-        )?;
-        Ok(())
+        self.write_now(move |conn| {
+            conn.execute(
+                "UPDATE attendance SET left_at = ?2 WHERE id = ?1 AND left_at IS NULL",
+                params![attendance_id, at],
+            )
+            .map(drop)
+        })
     }
 
     pub fn attendance(&self, class_id: &str) -> rusqlite::Result<Vec<AttendanceRecord>> {
@@ -277,15 +336,14 @@ mod tests {
         let path = dir.path().join("tandem.db");
         {
             let store = Store::open(&path).unwrap();
-            store
-                .insert_class(&ClassRecord {
-                    class_id: "c_1".into(),
-                    title: "Fractions".into(),
-                    teacher_name: "Ms Li".into(),
-                    created_at: 10,
-                    ended_at: None,
-                })
-                .unwrap();
+            writer::wait(store.insert_class(&ClassRecord {
+                class_id: "c_1".into(),
+                title: "Fractions".into(),
+                teacher_name: "Ms Li".into(),
+                created_at: 10,
+                ended_at: None,
+            }))
+            .unwrap();
             let row = store
                 .joined("c_1", "r_1", "Hotan No. 3", "classroom", 20)
                 .unwrap();

@@ -323,15 +323,17 @@ async fn handle(
             .set_receive_video(seat.classroom_id.clone(), video)
             .map(|()| None)
             .map_err(negotiation),
-        ClientMessage::BoardOp { op } => hub.board_op(seat, op).map(|()| None),
+        ClientMessage::BoardOp { op } => hub.board_op(seat, op).await.map(|()| None),
         ClientMessage::BoardSync { since_seq } => hub.board_sync(seat, since_seq).map(|()| None),
         ClientMessage::Laser { page, point } => hub.laser(seat, Some((page, point))).map(|()| None),
         ClientMessage::LaserOff => hub.laser(seat, None).map(|()| None),
-        ClientMessage::PollStart { spec } => hub.poll_start(seat, spec).map(|()| None),
+        ClientMessage::PollStart { spec } => hub.poll_start(seat, spec).await.map(|()| None),
         ClientMessage::PollVote { poll_id, choices } => {
-            hub.poll_vote(seat, poll_id, &choices).map(|()| None)
+            hub.poll_vote(seat, poll_id, &choices).await.map(|()| None)
         }
-        ClientMessage::PollClose { poll_id } => hub.poll_close(seat, poll_id).map(|()| None),
-        ClientMessage::PollPublish { poll_id } => hub.poll_publish(seat, poll_id).map(|()| None),
+        ClientMessage::PollClose { poll_id } => hub.poll_close(seat, poll_id).await.map(|()| None),
+        ClientMessage::PollPublish { poll_id } => {
+            hub.poll_publish(seat, poll_id).await.map(|()| None)
+        }
     }
 }

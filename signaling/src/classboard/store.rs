@@ -11,8 +11,9 @@
 //! cache) when `execute` returns, so it survives the server *process* being killed or crashing at
 //! any point — which is what we promise. It does **not** survive a power loss or kernel crash: the
 //! last commits before it may be lost (the database stays consistent). `NORMAL` avoids one
-//! `fsync` per commit, which matters because every stroke segment is a commit (dozens per second
-//! per drawing classroom). [`Durability::Full`] (`synchronous=FULL`) fsyncs the WAL on every commit and
+//! `fsync` per commit, which matters because every stroke segment is a write (dozens per second
+//! per drawing classroom); the server's writer thread also commits what is queued in one
+//! transaction (`crate::store::writer`). [`Durability::Full`] (`synchronous=FULL`) fsyncs the WAL on every commit and
 //! also survives power loss, at the price of a disk flush per op; use it where the disk is fast
 //! or the promise must cover power loss.
 

@@ -1,14 +1,20 @@
 //! The shared whiteboard, polls and the class report, as hub operations.
 //!
-//! The rule for everything that changes: **write, then tell.** Under the class lock an op is
-//! prepared (checked, normalised, numbered), written to SQLite, committed to the in-memory board,
-//! and only then broadcast; the broadcast is the author's acknowledgement. A refused op goes back
-//! to its sender as an `error` and nobody else's board changes. Polls and votes work the same way.
+//! The rule for everything that changes: **write, then tell.** An op is prepared (checked,
+//! normalised, numbered) under the class lock, written to SQLite by the writer thread (awaited,
+//! with no lock held), then committed to the in-memory board and only then broadcast; the
+//! broadcast is the author's acknowledgement. The class's write turn, held from `prepare` to the
+//! broadcast, keeps one class's changes in one order; other classes go on meanwhile. A refused
+//! op goes back to its sender as an `error` and nobody else's board changes. Polls and votes
+//! work the same way (a poll change is made on a copy that replaces the class's polls once it is
+//! stored).
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use parking_lot::Mutex;
 use tandem_sfu::ClassroomId;
+use tokio::sync::OwnedMutexGuard;
 
 use super::{Hub, HubError, Seat, unix_now};
 use crate::class::Class;
@@ -22,6 +28,26 @@ use crate::protocol::{ErrorCode, ParticipantRole, ServerMessage};
 
 /// How often poll timers are checked.
 const POLL_TICK: Duration = Duration::from_secs(1);
+
+/// Wait for the class's turn to write: held from checking a change to broadcasting it, so the
+/// class's changes are stored and told in one order (the writer thread commits them in the order
+/// they are queued, but its answers may wake their callers in any order).
+async fn write_turn(class: &Mutex<Class>) -> OwnedMutexGuard<()> {
+    let turn = Arc::clone(&class.lock().write_turn);
+    turn.lock_owned().await
+}
+
+/// Run the rest of a change (await its write, then commit and broadcast) in a task of its own:
+/// once a write is queued, a caller that goes away (its connection closes) must not leave it
+/// stored but never applied in memory or told.
+async fn to_the_end(
+    rest: impl std::future::Future<Output = Result<(), HubError>> + Send + 'static,
+) -> Result<(), HubError> {
+    tokio::spawn(rest).await.unwrap_or_else(|err| {
+        tracing::error!(%err, "a class change failed half-way");
+        Err(HubError::new(ErrorCode::Internal, "the change failed"))
+    })
+}
 
 pub(super) fn store_error(err: StoreError) -> HubError {
     tracing::error!(%err, "board or poll records");
@@ -127,24 +153,38 @@ impl Hub {
     }
 
     /// A board op: check, store, commit, broadcast to every classroom (the author included).
-    pub fn board_op(&self, seat: &Seat, op: BoardOp) -> Result<(), HubError> {
+    ///
+    /// The class's write turn is held from `prepare` to the broadcast, so the class's ops are
+    /// stored, committed and broadcast one at a time in seq order, while other classes' writes
+    /// share the writer's transactions. No lock is held while the write is awaited.
+    pub async fn board_op(&self, seat: &Seat, op: BoardOp) -> Result<(), HubError> {
         let class_arc = self.class_of(seat)?;
-        let mut class = class_arc.lock();
-        let author = class.author(&seat.classroom_id).ok_or_else(|| {
-            HubError::new(ErrorCode::Forbidden, "only classrooms draw on the board")
-        })?;
-        let prepared = class
-            .board
-            .prepare(&author, op, Instant::now())
-            .map_err(board_error)?;
-        self.store
-            .with_conn(|conn| {
-                BoardStore::append_op(conn, seat.class_id.as_str(), prepared.applied())
-            })
-            .map_err(store_error)?;
-        let applied = class.board.commit(prepared).map_err(board_error)?;
-        class.broadcast(&ServerMessage::BoardOp { applied });
-        Ok(())
+        let turn = write_turn(&class_arc).await;
+        let prepared = {
+            let mut class = class_arc.lock();
+            let author = class.author(&seat.classroom_id).ok_or_else(|| {
+                HubError::new(ErrorCode::Forbidden, "only classrooms draw on the board")
+            })?;
+            class
+                .board
+                .prepare(&author, op, Instant::now())
+                .map_err(board_error)?
+        };
+        let writer = self.store.writer().clone();
+        let class_id = seat.class_id.as_str().to_owned();
+        let row = prepared.applied().clone();
+        to_the_end(async move {
+            writer
+                .write(move |conn| BoardStore::append_op(conn, &class_id, &row))
+                .await
+                .map_err(store_error)?;
+            let mut class = class_arc.lock();
+            let applied = class.board.commit(prepared).map_err(board_error)?;
+            class.broadcast(&ServerMessage::BoardOp { applied });
+            drop(turn);
+            Ok(())
+        })
+        .await
     }
 
     /// Catch-up for a classroom that has seen the board up to `since_seq` (a snapshot without
@@ -208,24 +248,32 @@ impl Hub {
         Ok(())
     }
 
-    /// Store a changed poll; if that fails, go back to what is on record.
-    fn save_poll(&self, class: &mut Class, poll: &Poll) -> Result<(), HubError> {
-        let class_id = class.record.class_id.clone();
-        let saved = self
-            .store
-            .with_conn(|conn| PollStore::save_poll(conn, &class_id, poll));
-        if let Err(err) = saved {
-            let limits = self.config.poll_limits();
-            match self
-                .store
-                .with_conn(|conn| PollStore::load_polls(conn, &class_id, limits))
-            {
-                Ok(polls) => class.polls = polls,
-                Err(err) => tracing::error!(%err, class = %class_id, "polls not reloaded"),
-            }
-            return Err(store_error(err));
-        }
-        Ok(())
+    /// Store `poll` as changed in `staged` (a copy of the class's polls); once it is committed,
+    /// the copy becomes the class's polls and `then` tells whom it concerns. If the write fails
+    /// the class's polls stay as they are on record. Hold the class's write turn (`turn`).
+    async fn save_poll(
+        &self,
+        class_arc: Arc<Mutex<Class>>,
+        turn: OwnedMutexGuard<()>,
+        staged: Polls,
+        poll: Poll,
+        then: impl FnOnce(&mut Class, Poll) + Send + 'static,
+    ) -> Result<(), HubError> {
+        let writer = self.store.writer().clone();
+        to_the_end(async move {
+            let class_id = class_arc.lock().record.class_id.clone();
+            let row = poll.clone();
+            writer
+                .write(move |conn| PollStore::save_poll(conn, &class_id, &row))
+                .await
+                .map_err(store_error)?;
+            let mut class = class_arc.lock();
+            class.polls = staged;
+            then(&mut class, poll);
+            drop(turn);
+            Ok(())
+        })
+        .await
     }
 
     /// Announce a poll's new state to everyone and its counts to the teacher.
@@ -237,85 +285,156 @@ impl Hub {
         }
     }
 
-    pub fn poll_start(&self, seat: &Seat, spec: PollSpec) -> Result<(), HubError> {
+    /// A teacher's change to a poll (`change` on a copy of the class's polls), stored, then
+    /// announced.
+    async fn change_poll(
+        &self,
+        seat: &Seat,
+        change: impl FnOnce(&mut Polls, &Author) -> Result<Poll, PollError>,
+        then: impl FnOnce(&mut Class, Poll) + Send + 'static,
+    ) -> Result<(), HubError> {
         let class_arc = self.class_of(seat)?;
-        let mut class = class_arc.lock();
-        let teacher = actor(&class, &seat.classroom_id);
-        let poll = class
-            .polls
-            .start(&teacher, spec, SystemTime::now())
-            .map_err(poll_error)?;
-        self.save_poll(&mut class, &poll)?;
-        tracing::info!(class = %seat.class_id, poll = poll.poll_id, "poll started");
-        Self::announce_poll(&mut class, poll);
-        Ok(())
+        let turn = write_turn(&class_arc).await;
+        let (staged, poll) = {
+            let class = class_arc.lock();
+            let teacher = actor(&class, &seat.classroom_id);
+            let mut staged = class.polls.clone();
+            let poll = change(&mut staged, &teacher).map_err(poll_error)?;
+            (staged, poll)
+        };
+        self.save_poll(class_arc, turn, staged, poll, then).await
+    }
+
+    pub async fn poll_start(&self, seat: &Seat, spec: PollSpec) -> Result<(), HubError> {
+        let class = seat.class_id.clone();
+        self.change_poll(
+            seat,
+            |polls, teacher| polls.start(teacher, spec, SystemTime::now()),
+            move |c, poll| {
+                tracing::info!(%class, poll = poll.poll_id, "poll started");
+                Self::announce_poll(c, poll);
+            },
+        )
+        .await
     }
 
     /// A classroom or a pupil votes (or changes its vote) while the poll is open.
-    pub fn poll_vote(&self, seat: &Seat, poll_id: u64, choices: &[u32]) -> Result<(), HubError> {
+    pub async fn poll_vote(
+        &self,
+        seat: &Seat,
+        poll_id: u64,
+        choices: &[u32],
+    ) -> Result<(), HubError> {
         let class_arc = self.class_of(seat)?;
-        let mut class = class_arc.lock();
-        let voter = class.voter(&seat.classroom_id).ok_or_else(|| {
-            HubError::new(
-                ErrorCode::Forbidden,
-                "the teacher asks; classrooms and pupils vote",
-            )
-        })?;
-        let vote = class
-            .polls
-            .prepare_vote(&voter, poll_id, choices, SystemTime::now())
-            .map_err(poll_error)?;
-        let class_id = class.record.class_id.clone();
-        self.store
-            .with_conn(|conn| PollStore::save_vote(conn, &class_id, &vote))
-            .map_err(store_error)?;
-        let voted = ServerMessage::PollVoted {
-            poll_id,
-            choices: vote.choices.clone(),
+        let turn = write_turn(&class_arc).await;
+        let (class_id, vote) = {
+            let class = class_arc.lock();
+            let voter = class.voter(&seat.classroom_id).ok_or_else(|| {
+                HubError::new(
+                    ErrorCode::Forbidden,
+                    "the teacher asks; classrooms and pupils vote",
+                )
+            })?;
+            let vote = class
+                .polls
+                .prepare_vote(&voter, poll_id, choices, SystemTime::now())
+                .map_err(poll_error)?;
+            (class.record.class_id.clone(), vote)
         };
-        class.polls.commit_vote(vote);
-        class.send_to(&seat.classroom_id, voted);
-        if let Some(counts) = counts_message(&class, poll_id) {
-            class.send_to_teachers(&counts);
-        }
-        Ok(())
+        let writer = self.store.writer().clone();
+        let voter = seat.classroom_id.clone();
+        to_the_end(async move {
+            let row = vote.clone();
+            writer
+                .write(move |conn| PollStore::save_vote(conn, &class_id, &row))
+                .await
+                .map_err(store_error)?;
+            let mut class = class_arc.lock();
+            let voted = ServerMessage::PollVoted {
+                poll_id,
+                choices: vote.choices.clone(),
+            };
+            class.polls.commit_vote(vote);
+            class.send_to(&voter, voted);
+            if let Some(counts) = counts_message(&class, poll_id) {
+                class.send_to_teachers(&counts);
+            }
+            drop(turn);
+            Ok(())
+        })
+        .await
     }
 
-    pub fn poll_close(&self, seat: &Seat, poll_id: u64) -> Result<(), HubError> {
-        let class_arc = self.class_of(seat)?;
-        let mut class = class_arc.lock();
-        let teacher = actor(&class, &seat.classroom_id);
-        let poll = class.polls.close(&teacher, poll_id).map_err(poll_error)?;
-        self.save_poll(&mut class, &poll)?;
-        Self::announce_poll(&mut class, poll);
-        Ok(())
+    pub async fn poll_close(&self, seat: &Seat, poll_id: u64) -> Result<(), HubError> {
+        self.change_poll(
+            seat,
+            |polls, teacher| polls.close(teacher, poll_id),
+            Self::announce_poll,
+        )
+        .await
     }
 
     /// The teacher shows the result on every screen (closing the poll if it is still open).
-    pub fn poll_publish(&self, seat: &Seat, poll_id: u64) -> Result<(), HubError> {
-        let class_arc = self.class_of(seat)?;
-        let mut class = class_arc.lock();
-        let teacher = actor(&class, &seat.classroom_id);
-        let results = class.polls.publish(&teacher, poll_id).map_err(poll_error)?;
-        self.save_poll(&mut class, &results.poll)?;
-        class.broadcast_everyone(&ServerMessage::Poll {
-            poll: results.poll.clone(),
-        });
-        class.broadcast_everyone(&ServerMessage::PollResult { results });
-        Ok(())
+    pub async fn poll_publish(&self, seat: &Seat, poll_id: u64) -> Result<(), HubError> {
+        self.change_poll(
+            seat,
+            |polls, teacher| polls.publish(teacher, poll_id).map(|results| results.poll),
+            move |class, poll| {
+                class.broadcast_everyone(&ServerMessage::Poll { poll });
+                if let Ok(results) = class.polls.results(poll_id) {
+                    class.broadcast_everyone(&ServerMessage::PollResult { results });
+                }
+            },
+        )
+        .await
     }
 
     /// Close the polls whose timer ran out, in every live class.
-    pub fn tick_polls(&self, now: SystemTime) {
+    pub async fn tick_polls(&self, now: SystemTime) {
         let classes: Vec<_> = self.classes.iter().map(|c| c.value().clone()).collect();
         for class_arc in classes {
-            let mut class = class_arc.lock();
-            for poll in class.polls.tick(now) {
-                if self.save_poll(&mut class, &poll).is_err() {
-                    continue;
+            let due = |class: &Class| {
+                class
+                    .polls
+                    .all()
+                    .any(|p| p.state == PollState::Open && !p.accepts_votes_at(now))
+            };
+            if !due(&class_arc.lock()) {
+                continue;
+            }
+            let turn = write_turn(&class_arc).await;
+            let (staged, closed) = {
+                let class = class_arc.lock();
+                let mut staged = class.polls.clone();
+                let closed = staged.tick(now);
+                (staged, closed)
+            };
+            if closed.is_empty() {
+                continue;
+            }
+            let writer = self.store.writer().clone();
+            let done = to_the_end(async move {
+                let class_id = class_arc.lock().record.class_id.clone();
+                let rows = closed.clone();
+                writer
+                    .write(move |conn| {
+                        rows.iter()
+                            .try_for_each(|poll| PollStore::save_poll(conn, &class_id, poll))
+                    })
+                    .await
+                    .map_err(store_error)?;
+                let mut class = class_arc.lock();
+                class.polls = staged;
+                for poll in closed {
+                    tracing::info!(class = %class.record.class_id, poll = poll.poll_id, "poll timer ran out");
+                    Self::announce_poll(&mut class, poll);
                 }
-                tracing::info!(class = %class.record.class_id, poll = poll.poll_id, "poll timer ran out");
-                Self::announce_poll(&mut class, poll);
+                drop(turn);
+                Ok(())
+            })
+            .await;
+            if let Err(err) = done {
+                tracing::error!(%err, "poll timer: closed polls not stored");
             }
         }
     }
@@ -334,7 +453,7 @@ impl Hub {
                     _ = tick.tick() => {}
                 }
                 let Some(hub) = hub.upgrade() else { break };
-                hub.tick_polls(SystemTime::now());
+                hub.tick_polls(SystemTime::now()).await;
             }
         });
     }

@@ -43,12 +43,15 @@ impl Hub {
     }
 
     /// The last of a shutdown, once connections are told: close the attendance of everyone
-    /// still in a class, note the time, and fold the WAL into the database file.
+    /// still in a class, note the time, fold the WAL into the database file and stop the writer
+    /// thread. The writer runs writes in the order they were queued, so every write queued
+    /// before these is committed first.
     pub fn finish_shutdown(&self) -> Result<(), HubError> {
         let now = unix_now();
         let closed = self.store.close_open_attendance(now)?;
         self.store.mark_seen(now)?;
         self.store.checkpoint()?;
+        self.store.stop_writer();
         tracing::info!(attendance_closed = closed, "records closed and flushed");
         Ok(())
     }

@@ -155,7 +155,7 @@ impl Board {
 
     /// Check and normalise `op` without changing the board (only the author's rate-limit bucket).
     /// Store [`Prepared::applied`], then [`Board::commit`] it. Nothing may be committed in
-    /// between (hold the class lock from `prepare` to `commit`).
+    /// between (the hub holds the class's write turn from `prepare` to `commit`).
     pub fn prepare(
         &mut self,
         author: &Author,
