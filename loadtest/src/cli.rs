@@ -153,8 +153,9 @@ pub struct Args {
     #[arg(long, value_name = "I/N", env = "TANDEM_LOADTEST_SHARD", value_parser = parse_shard)]
     pub shard: Option<(u32, u32)>,
 
-    /// Soak: report the slopes of the server's RSS and CPU over the measured window and fail
-    /// when they grow faster than --slo-soak-rss-mb-per-hour / --slo-soak-cpu-pct-per-hour.
+    /// Soak: report the slopes of the server's RSS and CPU over the measured window's second
+    /// half (and the whole window's) and fail when the second half's grow faster than
+    /// --slo-soak-rss-mb-per-hour / --slo-soak-cpu-pct-per-hour.
     #[arg(long, env = "TANDEM_LOADTEST_SOAK")]
     pub soak: bool,
 
@@ -340,12 +341,13 @@ pub struct SloArgs {
     #[arg(long, value_name = "MS", env = "TANDEM_LOADTEST_SLO_GENERATOR_LATE_P99_MS", default_value_t = slo::DEFAULT_GENERATOR_LATE_P99_MS)]
     pub slo_generator_late_p99_ms: f64,
 
-    /// With --soak: highest growth of the server's RSS, MiB per hour (least-squares slope).
+    /// With --soak: highest growth of the server's RSS, MiB per hour (least-squares slope over
+    /// the window's second half).
     #[arg(long, value_name = "MIB", env = "TANDEM_LOADTEST_SLO_SOAK_RSS_MB_PER_HOUR", default_value_t = slo::DEFAULT_SOAK_RSS_MB_PER_HOUR)]
     pub slo_soak_rss_mb_per_hour: f64,
 
     /// With --soak: highest growth of the server's CPU use, percentage points of one core per
-    /// hour (least-squares slope).
+    /// hour (least-squares slope over the window's second half).
     #[arg(long, value_name = "POINTS", env = "TANDEM_LOADTEST_SLO_SOAK_CPU_PCT_PER_HOUR", default_value_t = slo::DEFAULT_SOAK_CPU_PCT_PER_HOUR)]
     pub slo_soak_cpu_pct_per_hour: f64,
 }

@@ -406,7 +406,14 @@ pub(crate) async fn run_class(
     teacher.leave().await;
 }
 
-/// The teacher draws strokes at the configured rate through the window.
+/// Strokes the teacher leaves on the board: each stroke beyond them wipes the oldest. A page
+/// holds at most 2000 objects (`--board-max-objects-per-page`), which a teacher who never wiped
+/// would fill in 1000 s at 2 strokes a second; every stroke after that would be refused, and a
+/// long run (a soak) would measure a board that no longer changes.
+pub const BOARD_KEEP_STROKES: u64 = 200;
+
+/// The teacher draws strokes at the configured rate through the window, wiping the oldest once
+/// [`BOARD_KEEP_STROKES`] are on the board.
 async fn draw_strokes(
     cfg: &RunConfig,
     sh: &Shared,
@@ -467,6 +474,14 @@ async fn draw_strokes(
             },
             None,
         );
+        if let Some(oldest) = n.checked_sub(BOARD_KEEP_STROKES) {
+            let _ = send(
+                BoardOp::Erase {
+                    object_ids: vec![format!("lt{idx}-{oldest}")],
+                },
+                None,
+            );
+        }
         n += 1;
         next += every;
     }

@@ -179,18 +179,29 @@ impl ForwardDelayWindow {
     }
 }
 
-/// What the server's memory and CPU did over a soak: least-squares slopes of RSS and of CPU use
-/// over the run.
+/// What the server's memory and CPU did over a soak: least-squares slopes of RSS and of CPU use.
+/// The judged slopes are over the window's second half (what fills by design while a lesson
+/// starts is left out, growth that goes on is not); the whole window's are kept beside them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Soak {
     /// How long the server was sampled, seconds.
     pub secs: f64,
     pub rss_mb_first: f64,
     pub rss_mb_last: f64,
-    /// RSS growth, MiB per hour.
+    /// RSS growth over the window's second half, MiB per hour (judged).
     pub rss_mb_per_hour: f64,
-    /// Growth of CPU use, percentage points of one core per hour.
+    /// Growth of CPU use over the window's second half, percentage points of one core per hour
+    /// (judged).
     pub cpu_pct_per_hour: f64,
+    /// Where the judged half starts, seconds into the window.
+    #[serde(default)]
+    pub settled_from_secs: f64,
+    /// RSS growth over the whole window, MiB per hour (`null` in reports from before it was kept).
+    #[serde(default)]
+    pub rss_mb_per_hour_whole: Option<f64>,
+    /// Growth of CPU use over the whole window, points per hour.
+    #[serde(default)]
+    pub cpu_pct_per_hour_whole: Option<f64>,
 }
 
 /// What the lesson script was set to produce, so that a figure it should have produced and did
@@ -514,8 +525,18 @@ impl Report {
         if let Some(s) = &self.soak {
             let _ = writeln!(
                 t,
-                "soak {:.0} s: rss {:.1} → {:.1} MiB ({:+.1} MiB/h), cpu {:+.1} points/h",
-                s.secs, s.rss_mb_first, s.rss_mb_last, s.rss_mb_per_hour, s.cpu_pct_per_hour
+                "soak {:.0} s: rss {:.1} → {:.1} MiB; from {:.0} s on {:+.1} MiB/h, cpu {:+.1} \
+                 points/h (whole window {} MiB/h, {} points/h)",
+                s.secs,
+                s.rss_mb_first,
+                s.rss_mb_last,
+                s.settled_from_secs,
+                s.rss_mb_per_hour,
+                s.cpu_pct_per_hour,
+                s.rss_mb_per_hour_whole
+                    .map_or("n/a".to_owned(), |v| format!("{v:+.1}")),
+                s.cpu_pct_per_hour_whole
+                    .map_or("n/a".to_owned(), |v| format!("{v:+.1}")),
             );
         }
         let _ = writeln!(

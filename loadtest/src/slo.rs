@@ -223,13 +223,13 @@ pub fn evaluate(report: &Report, t: &SloThresholds) -> Vec<String> {
             Some(s) => {
                 if s.rss_mb_per_hour > t.soak_rss_mb_per_hour {
                     failures.push(format!(
-                        "soak: server RSS grows {:.1} MiB/h > {} MiB/h",
+                        "soak: server RSS grows {:.1} MiB/h > {} MiB/h (second half of the window)",
                         s.rss_mb_per_hour, t.soak_rss_mb_per_hour
                     ));
                 }
                 if s.cpu_pct_per_hour > t.soak_cpu_pct_per_hour {
                     failures.push(format!(
-                        "soak: server CPU grows {:.1} points/h > {} points/h",
+                        "soak: server CPU grows {:.1} points/h > {} points/h (second half of the window)",
                         s.cpu_pct_per_hour, t.soak_cpu_pct_per_hour
                     ));
                 }
@@ -310,6 +310,7 @@ mod tests {
                 rss_mb_last: 32.0,
                 rss_mb_per_hour: DEFAULT_SOAK_RSS_MB_PER_HOUR,
                 cpu_pct_per_hour: DEFAULT_SOAK_CPU_PCT_PER_HOUR,
+                ..Soak::default()
             }),
             ..Report::default()
         }
