@@ -1165,7 +1165,8 @@ impl Router {
                         .count_red_recovered(track.info.kind, count.recovered);
                 }
                 Outgoing::Red {
-                    parsed: &red.parsed,
+                    payload: &red.downlink,
+                    parsed: &red.downlink_parsed,
                     unwrapped: &red.unwrapped,
                 }
             }
@@ -1734,17 +1735,18 @@ fn forward(
                     now, packet, None, keyframe, extensions, down, transport, key, dirty, metrics,
                 );
             }
-            (Outgoing::Red { parsed, .. }, Some(red_payload_type)) => {
+            (
+                Outgoing::Red {
+                    payload, parsed, ..
+                },
+                Some(red_payload_type),
+            ) => {
                 // RED as RED: the blocks in the subscriber's numbering of Opus.
                 let as_red = Some(Replace {
                     payload_type: red_payload_type,
                     sequence_number: packet.header.sequence_number,
                     timestamp: packet.header.timestamp,
-                    payload: crate::red::with_payload_type(
-                        &packet.payload,
-                        parsed,
-                        down.payload_type,
-                    ),
+                    payload: crate::red::with_payload_type(payload, parsed, down.payload_type),
                 });
                 waiting |= send(
                     now, packet, as_red, keyframe, extensions, down, transport, key, dirty, metrics,

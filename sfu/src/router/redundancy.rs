@@ -3,19 +3,32 @@
 //! A microphone track whose publisher negotiated RED keeps a [`RedSource`]: each RED packet is
 //! parsed once, and unwrapped once into the plain Opus packets that subscribers without RED get
 //! (the lost packets its redundancy recovers, then its primary: [`crate::red::Unwrapper`]).
-//! Subscribers that negotiated RED get the RED packet itself, under their own payload types
-//! (LiveKit does the same: RED to RED subscribers, unwrapped to the others).
+//! Subscribers that negotiated RED get RED under their own payload types (LiveKit does the
+//! same: RED to RED subscribers, unwrapped to the others) — not the publisher's packet as it
+//! came, but one the server builds with up to [`DOWNLINK_REDUNDANCY`] earlier frames: browsers
+//! send one, which repairs a single lost packet, while a weak downlink loses packets in bursts
+//! (the load test's `rural-4g` bursts average four packets). The earlier frames are the ones the
+//! server handed on, so a frame recovered from the uplink's redundancy protects the downlink too.
 
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
 
+use bytes::{Bytes, BytesMut};
+
 use crate::red::{self, Red, Unwrapped, Unwrapper};
+
+/// How many earlier frames a RED packet to a subscriber repeats. Two cover a lost pair at 50 %
+/// more audio bytes than browsers' one (an Opus voice frame is ~60–120 bytes; the pacing cost is
+/// small beside video).
+pub(super) const DOWNLINK_REDUNDANCY: usize = 2;
 
 /// What the forwarding path sends for one publisher packet.
 pub(super) enum Outgoing<'a> {
     /// The packet as it came (video, plain Opus).
     Plain,
-    /// A RED packet: as RED to subscribers that negotiated it, else these plain packets.
+    /// A RED packet: `payload` (parsed as `parsed`) to subscribers that negotiated RED, else
+    /// these plain packets.
     Red {
+        payload: &'a Bytes,
         parsed: &'a Red,
         unwrapped: &'a [Unwrapped],
     },
@@ -27,8 +40,13 @@ pub(super) struct RedSource {
     pub(super) payload_type: u8,
     unwrapper: Unwrapper,
     /// Reused per packet, so the hot path does not allocate.
-    pub(super) parsed: Red,
+    parsed: Red,
     pub(super) unwrapped: Vec<Unwrapped>,
+    /// The newest frames handed on, oldest first, for the downlink's redundancy.
+    recent: [Option<Unwrapped>; DOWNLINK_REDUNDANCY],
+    /// The RED payload subscribers with RED get for the current packet, and its parse.
+    pub(super) downlink: Bytes,
+    pub(super) downlink_parsed: Red,
 }
 
 impl RedSource {
@@ -42,6 +60,9 @@ impl RedSource {
             unwrapper: Unwrapper::default(),
             parsed: Red::default(),
             unwrapped: Vec::with_capacity(red::MAX_REDUNDANT_BLOCKS + 1),
+            recent: Default::default(),
+            downlink: Bytes::new(),
+            downlink_parsed: Red::default(),
         })
     }
 
@@ -54,7 +75,66 @@ impl RedSource {
             &self.parsed,
             &mut self.unwrapped,
         );
+        self.downlink = packet.payload.clone();
+        for i in 0..self.unwrapped.len() {
+            let frame = self.unwrapped[i].clone();
+            if !frame.recovered && self.rebuild(&frame).is_err() {
+                // Not rebuilt (a frame too large for a RED block): the packet as it came.
+                self.downlink = packet.payload.clone();
+            }
+            self.remember(frame);
+        }
+        red::parse_into(&self.downlink, &mut self.downlink_parsed)
+    }
+
+    /// The downlink's RED payload for `primary`: the remembered frames just before it, oldest
+    /// first. A receiver numbers a block by the primary's sequence number minus its distance, so
+    /// only an unbroken run of predecessors goes in (distance 1, 2, ...), each whose timestamp
+    /// offset and length fit a RED header.
+    fn rebuild(&mut self, primary: &Unwrapped) -> Result<(), red::RedError> {
+        let fits = |d: usize| {
+            self.recent.iter().flatten().find(|f| {
+                let offset = primary.timestamp.wrapping_sub(f.timestamp);
+                primary.sequence_number.wrapping_sub(f.sequence_number) as usize == d
+                    && offset != 0
+                    && offset <= u32::from(red::MAX_TIMESTAMP_OFFSET)
+                    && f.payload.len() <= red::MAX_BLOCK_LENGTH
+            })
+        };
+        let mut blocks: [(u8, u16, &[u8]); DOWNLINK_REDUNDANCY] =
+            [(0, 0, &[]); DOWNLINK_REDUNDANCY];
+        let mut run = 0;
+        while run < DOWNLINK_REDUNDANCY {
+            let Some(frame) = fits(run + 1) else { break };
+            // Filled from the end: the nearest frame is the last block.
+            blocks[DOWNLINK_REDUNDANCY - 1 - run] = (
+                self.parsed.primary_payload_type,
+                primary.timestamp.wrapping_sub(frame.timestamp) as u16,
+                &frame.payload,
+            );
+            run += 1;
+        }
+        let mut out = BytesMut::new();
+        red::build(
+            self.parsed.primary_payload_type,
+            &primary.payload,
+            &blocks[DOWNLINK_REDUNDANCY - run..],
+            &mut out,
+        )?;
+        self.downlink = out.freeze();
         Ok(())
+    }
+
+    /// Keep `frame` among the newest handed on (an older one arriving late is not kept).
+    fn remember(&mut self, frame: Unwrapped) {
+        if let Some(newest) = self.recent.last().and_then(Option::as_ref) {
+            let ahead = frame.sequence_number.wrapping_sub(newest.sequence_number) as i16;
+            if ahead <= 0 {
+                return;
+            }
+        }
+        self.recent.rotate_left(1);
+        self.recent[DOWNLINK_REDUNDANCY - 1] = Some(frame);
     }
 
     /// A plain packet on a track that negotiated RED: whether subscribers without RED still need
