@@ -52,11 +52,12 @@ fn a_red_classroom_gets_red_and_an_opus_classroom_gets_the_plain_frames() {
 
     let red = &h.peers[red_room].received_payloads;
     assert_eq!(red.len(), frames.len());
-    for ((pt, payload), f) in red.iter().zip(&frames) {
+    for ((pt, payload), n) in red.iter().zip(first..) {
         assert_eq!(*pt, RED_PAYLOAD_TYPE, "forwarded as RED");
         let parsed = crate::red::parse(payload).expect("a RED payload");
-        assert_eq!(&parsed.primary, f);
-        assert_eq!(parsed.redundant().len(), 1, "with its redundancy");
+        assert_eq!(parsed.primary, frame(n));
+        // The teacher's browser sent one earlier frame; the server repeats two.
+        assert_eq!(redundant_frames(&parsed), [frame(n - 2), frame(n - 1)]);
     }
 
     let opus = &h.peers[opus_room].received_payloads;
@@ -94,11 +95,17 @@ fn with_5_percent_uplink_loss_the_opus_classroom_still_gets_every_frame() {
         frames.iter().collect::<Vec<_>>(),
         "every frame, in order, once"
     );
-    // The RED classroom gets the packets that arrived, and rebuilds the rest itself.
-    assert_eq!(
-        h.peers[red_room].received_payloads.len(),
-        frames.len() - lost
-    );
+    // The RED classroom gets the packets that arrived, and rebuilds the rest itself: each
+    // carries the two frames before it, those lost on the uplink too (rebuilt by the server), so
+    // its own downlink may lose two in a row.
+    let red = &h.peers[red_room].received_payloads;
+    assert_eq!(red.len(), frames.len() - lost);
+    let arrived = (first..first + 200).filter(|n| (n - first) % 20 != 7);
+    for ((_, payload), n) in red.iter().zip(arrived) {
+        let parsed = crate::red::parse(payload).expect("a RED payload");
+        assert_eq!(parsed.primary, frame(n));
+        assert_eq!(redundant_frames(&parsed), [frame(n - 2), frame(n - 1)]);
+    }
     let recovered = h
         .metrics
         .packets_recovered
@@ -114,4 +121,16 @@ fn with_5_percent_uplink_loss_the_opus_classroom_still_gets_every_frame() {
         0,
         "nothing lost after recovery"
     );
+}
+
+/// The frames a RED payload repeats, oldest first, checked to be 20 ms apart back from its
+/// primary (the timestamp offsets a receiver numbers them by).
+fn redundant_frames(red: &crate::red::Red) -> Vec<Bytes> {
+    let blocks = red.redundant();
+    for (i, block) in blocks.iter().enumerate() {
+        let distance = (blocks.len() - i) as u16;
+        assert_eq!(block.timestamp_offset, 960 * distance, "20 ms of 48 kHz per frame");
+        assert_eq!(block.payload_type, 111);
+    }
+    blocks.iter().map(|b| b.payload.clone()).collect()
 }
