@@ -129,7 +129,11 @@ fn redundant_frames(red: &crate::red::Red) -> Vec<Bytes> {
     let blocks = red.redundant();
     for (i, block) in blocks.iter().enumerate() {
         let distance = (blocks.len() - i) as u16;
-        assert_eq!(block.timestamp_offset, 960 * distance, "20 ms of 48 kHz per frame");
+        assert_eq!(
+            block.timestamp_offset,
+            960 * distance,
+            "20 ms of 48 kHz per frame"
+        );
         assert_eq!(block.payload_type, 111);
     }
     blocks.iter().map(|b| b.payload.clone()).collect()
