@@ -94,6 +94,19 @@ pub struct Harness {
     class: ClassId,
 }
 
+/// The payload type `sender` sends with: the first codec its negotiation left.
+fn sent_payload_type(pc: &mut RTCPeerConnection, sender: RTCRtpSenderId) -> u8 {
+    pc.rtp_sender(sender)
+        .and_then(|mut s| {
+            s.get_parameters()
+                .rtp_parameters
+                .codecs
+                .first()
+                .map(|c| c.payload_type)
+        })
+        .expect("payload type")
+}
+
 fn new_pc(
     now: Instant,
     addr: SocketAddr,
@@ -424,16 +437,7 @@ impl Harness {
             RTCSessionDescription::answer(answer).expect("sdp"),
         )
         .expect("remote");
-        let pt = pc
-            .rtp_sender(sender)
-            .and_then(|mut s| {
-                s.get_parameters()
-                    .rtp_parameters
-                    .codecs
-                    .first()
-                    .map(|c| c.payload_type)
-            })
-            .expect("payload type");
+        let pt = sent_payload_type(&mut pc, sender);
         peer.sender = Some((sender, ssrc, pt));
         peer.publish = Some(pc);
         self.pump();
@@ -505,16 +509,7 @@ impl Harness {
         )
         .expect("remote");
         let mut with_pt = senders.into_iter().map(|(sender, ssrc)| {
-            let pt = pc
-                .rtp_sender(sender)
-                .and_then(|mut s| {
-                    s.get_parameters()
-                        .rtp_parameters
-                        .codecs
-                        .first()
-                        .map(|c| c.payload_type)
-                })
-                .expect("payload type");
+            let pt = sent_payload_type(&mut pc, sender);
             (sender, ssrc, pt)
         });
         peer.sender = with_pt.next();
@@ -626,16 +621,7 @@ impl Harness {
             .expect("answer");
         pc.set_remote_description(now, RTCSessionDescription::answer(answer).expect("sdp"))
             .expect("remote");
-        let pt = pc
-            .rtp_sender(sender)
-            .and_then(|mut s| {
-                s.get_parameters()
-                    .rtp_parameters
-                    .codecs
-                    .first()
-                    .map(|c| c.payload_type)
-            })
-            .expect("payload type");
+        let pt = sent_payload_type(pc, sender);
         peer.second = Some((sender, ssrc, pt));
         self.pump();
     }

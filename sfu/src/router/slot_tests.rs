@@ -30,6 +30,23 @@ fn screen(h: &mut Harness, teacher: usize, payload: &'static [u8], frames: usize
     }
 }
 
+/// A teacher sending its camera and sharing a screen (`screen_frames` of it sent, from a
+/// keyframe), and classroom A receiving both. Returns (harness, teacher, A, the screen's
+/// next timestamp).
+fn a_teacher_sharing_a_screen(screen_frames: usize) -> (Harness, usize, usize, u32) {
+    let mut h = Harness::new();
+    let teacher = h.join(Role::Master);
+    let a = h.join(Role::Remote);
+    h.publish_video(teacher);
+    h.run_for(Duration::from_millis(300));
+    camera(&mut h, teacher, KEY, 5);
+    let mut ts = 0;
+    h.share_screen(teacher, "screen-1", 0x5000);
+    h.run_for(Duration::from_millis(300));
+    screen(&mut h, teacher, KEY, screen_frames, &mut ts);
+    (h, teacher, a, ts)
+}
+
 /// The SSRC under which `subscriber` receives `track`.
 fn down_ssrc(h: &Harness, subscriber: usize, track: &TrackId) -> u32 {
     h.router.members[&h.peers[subscriber].id].downtracks[track].ssrc
@@ -165,16 +182,7 @@ fn a_remote_classroom_keeps_its_downtrack_when_the_teacher_rejoins_with_new_stre
 
 #[test]
 fn a_screen_share_that_stops_and_starts_again_keeps_the_subscribers_transceiver() {
-    let mut h = Harness::new();
-    let teacher = h.join(Role::Master);
-    let a = h.join(Role::Remote);
-    h.publish_video(teacher);
-    h.run_for(Duration::from_millis(300));
-    camera(&mut h, teacher, KEY, 5);
-    let mut ts = 0;
-    h.share_screen(teacher, "screen-1", 0x5000);
-    h.run_for(Duration::from_millis(300));
-    screen(&mut h, teacher, KEY, 30, &mut ts);
+    let (mut h, teacher, a, mut ts) = a_teacher_sharing_a_screen(30);
     let track = the_track(&h, Source::Screen);
     let ssrc = down_ssrc(&h, a, &track);
     let before = received(&h, a, ssrc, 0);
@@ -223,16 +231,7 @@ fn a_screen_share_that_stops_and_starts_again_keeps_the_subscribers_transceiver(
 
 #[test]
 fn a_rejoined_teacher_who_shares_no_more_ends_the_share_and_the_camera_goes_on() {
-    let mut h = Harness::new();
-    let teacher = h.join(Role::Master);
-    let a = h.join(Role::Remote);
-    h.publish_video(teacher);
-    h.run_for(Duration::from_millis(300));
-    camera(&mut h, teacher, KEY, 5);
-    let mut ts = 0;
-    h.share_screen(teacher, "screen-1", 0x5000);
-    h.run_for(Duration::from_millis(300));
-    screen(&mut h, teacher, KEY, 5, &mut ts);
+    let (mut h, teacher, a, _) = a_teacher_sharing_a_screen(5);
     let (cam, share) = (the_track(&h, Source::Camera), the_track(&h, Source::Screen));
 
     let since = h.events.len();
