@@ -4,7 +4,6 @@
 //! acknowledgement) must be on record after the crash, with no gap in any class's seqs.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,8 +11,9 @@ use serde_json::json;
 use tandem_loadtest::client::Classroom;
 use tandem_signaling::protocol::ServerMessage;
 use tandem_signaling::store::Store;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
+
+mod common;
 
 const WAIT: Duration = Duration::from_secs(20);
 const CLASSES: usize = 6;
@@ -21,35 +21,23 @@ const CLASSES: usize = 6;
 const BEFORE_KILL: u64 = 60;
 
 async fn spawn(data: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["--listen", "127.0.0.1:0", "--media-listen", "127.0.0.1:0"])
-        .args(["--board-max-ops-per-sec", "2000", "--board-burst", "2000"])
-        .args(["--ws-max-messages-per-sec", "2000", "--ws-burst", "2000"])
-        .args(["--create-per-minute", "0"])
-        .arg("--data-dir")
-        .arg(data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("tandem starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let base = tokio::time::timeout(WAIT, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.strip_prefix("TANDEM_READY http=") {
-                return rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-            }
-        }
-        panic!("tandem exited before it was ready");
-    })
+    common::spawn_binary(
+        data,
+        &[
+            "--board-max-ops-per-sec",
+            "2000",
+            "--board-burst",
+            "2000",
+            "--ws-max-messages-per-sec",
+            "2000",
+            "--ws-burst",
+            "2000",
+            "--create-per-minute",
+            "0",
+        ],
+        WAIT,
+    )
     .await
-    .expect("ready in time");
-    (child, base)
 }
 
 /// The highest board seq this screen has been shown.

@@ -5,15 +5,14 @@
 //! Measures the real `tandem` binary's RSS from `/proc`. Run with
 //! `cargo test --test board_memory -- --nocapture` to see the figures.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
 use tandem_loadtest::client::Classroom;
 use tandem_signaling::process::read_proc;
 use tandem_signaling::protocol::ServerMessage;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+
+mod common;
 
 const WAIT: Duration = Duration::from_secs(30);
 const ROUNDS: usize = 5;
@@ -25,34 +24,22 @@ const POINTS_PER_MESSAGE: usize = 2500;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rounds_of_drawing_and_clearing_keep_memory_flat() {
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["--listen", "127.0.0.1:0", "--media-listen", "127.0.0.1:0"])
-        .args(["--board-max-ops-per-sec", "2000", "--board-burst", "2000"])
-        .args(["--ws-max-messages-per-sec", "2000", "--ws-burst", "2000"])
-        .arg("--data-dir")
-        .arg(data.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("tandem starts");
+    let (child, base) = common::spawn_binary(
+        data.path(),
+        &[
+            "--board-max-ops-per-sec",
+            "2000",
+            "--board-burst",
+            "2000",
+            "--ws-max-messages-per-sec",
+            "2000",
+            "--ws-burst",
+            "2000",
+        ],
+        WAIT,
+    )
+    .await;
     let pid = child.id().expect("running");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = tokio::time::timeout(WAIT, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.strip_prefix("TANDEM_READY http=") {
-                return rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-            }
-        }
-        panic!("exited before ready");
-    })
-    .await
-    .expect("ready");
 
     let created: serde_json::Value = reqwest::Client::new()
         .post(format!("{base}/api/classes"))

@@ -112,3 +112,37 @@ pub async fn quiet_stretch(
     }
     false
 }
+
+/// The real `tandem` binary on `data`, on loopback ports, with `args` added, and its HTTP base
+/// URL once it prints `TANDEM_READY` (within `within`). Killed when the `Child` is dropped.
+pub async fn spawn_binary(
+    data: &std::path::Path,
+    args: &[&str],
+    within: std::time::Duration,
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["--listen", "127.0.0.1:0", "--media-listen", "127.0.0.1:0"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("tandem starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let base = tokio::time::timeout(within, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(base) = tandem_loadtest::server::parse_ready(&line) {
+                return base;
+            }
+        }
+        panic!("tandem exited before it was ready");
+    })
+    .await
+    .expect("ready in time");
+    (child, base)
+}

@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,8 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use tandem_loadtest::client::{token_from_link, ws_url};
 use tandem_signaling::Config;
 use tandem_signaling::store::Store;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -28,30 +26,7 @@ type Ws =
 
 /// The binary on `data`, and its HTTP base URL once it says it is ready.
 async fn spawn(data: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["--listen", "127.0.0.1:0", "--media-listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("tandem starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let base = tokio::time::timeout(WAIT, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.strip_prefix("TANDEM_READY http=") {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                return addr.to_owned();
-            }
-        }
-        panic!("tandem exited before it was ready");
-    })
-    .await
-    .expect("ready in time");
-    (child, base)
+    common::spawn_binary(data, &[], WAIT).await
 }
 
 fn signal(child: &Child, name: &str) {
