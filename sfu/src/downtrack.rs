@@ -8,7 +8,7 @@
 //! mediasoup's `SeqManager` + `RtpStreamSend` and LiveKit's `rtpmunger.go`: the first packet
 //! forwarded from a source fixes offsets that carry on from the last packet sent.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -56,6 +56,11 @@ impl Codec {
 
 /// How far (in packets) a source's start mark trails its newest packet at most.
 const START_TRAILS_BY: i16 = 0x4000;
+
+/// How long the source a downtrack follows may send nothing before another source's packets
+/// take over ([`Munger::rewrite`]): far longer than any gap between a live stream's packets
+/// (audio comes every 20 ms, video every frame), far shorter than a teacher would wait.
+const SOURCE_QUIET: Duration = Duration::from_secs(1);
 
 /// Whether an RTP payload is the first packet of a keyframe (a decoder can start here).
 pub fn is_keyframe_start(codec: Codec, payload: &[u8]) -> bool {
@@ -314,8 +319,21 @@ impl Munger {
                     }
                 }
             }
-            // Another source feeds this downtrack now.
-            Some(_) => return None,
+            // Another source than the one this downtrack follows. Normally a late packet of a
+            // stream that was replaced: dropped. But if the followed source has gone quiet, the
+            // stream feeding this track moved on without this downtrack being switched (a slot
+            // filled twice in a race, say): follow the new source from its next keyframe rather
+            // than drop it for good. The router asks for that keyframe when we say we wait.
+            Some(_) => {
+                let quiet = self
+                    .last
+                    .is_none_or(|l| now.saturating_duration_since(l.at) >= SOURCE_QUIET);
+                if !quiet {
+                    return None;
+                }
+                self.switch_source();
+                return self.rewrite(now, ssrc, sequence_number, timestamp, payload, keyframe);
+            }
             None => {
                 if self.awaiting_keyframe && !keyframe {
                     return None;
@@ -421,7 +439,6 @@ fn rewrite_vp8(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
 
@@ -547,6 +564,40 @@ mod tests {
         assert_eq!((d.picture_id, d.tl0), (303, 9));
         // Payload after the descriptor is untouched.
         assert_eq!(&next.payload.expect("rewritten")[5..], &[0x11, 0, 0, 0xaa]);
+    }
+
+    #[test]
+    fn a_downtrack_left_on_a_quiet_source_follows_the_live_one_at_its_keyframe() {
+        let t0 = Instant::now();
+        let mut m = Munger::new(Codec::Vp8);
+        m.rewrite(t0, 1, 500, 1_000, &vp8(300, 7, true, true), true)
+            .expect("first keyframe");
+        // Source 2 feeds the track now but nobody switched this downtrack over.
+        let soon = t0 + Duration::from_millis(100);
+        assert_eq!(
+            m.rewrite(soon, 2, 9_000, 50, &vp8(40, 1, true, true), true),
+            None,
+            "while source 1 is live, another source's packets are late ones: dropped"
+        );
+        let later = t0 + SOURCE_QUIET + Duration::from_millis(10);
+        assert_eq!(
+            m.rewrite(later, 2, 9_010, 60, &vp8(41, 1, true, false), false),
+            None,
+            "a delta cannot start the picture"
+        );
+        assert!(
+            m.awaiting_keyframe(),
+            "the router is told to ask for a keyframe"
+        );
+        let key = m
+            .rewrite(later, 2, 9_011, 70, &vp8(42, 2, true, true), true)
+            .expect("source 1 went quiet: source 2's keyframe is forwarded");
+        assert_eq!(key.sequence_number, 501, "numbering runs on");
+        assert_eq!(
+            m.rewrite(later, 1, 501, 4_000, &vp8(301, 7, true, false), false),
+            None,
+            "the quiet source is not followed any more"
+        );
     }
 
     #[test]

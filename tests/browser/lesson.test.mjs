@@ -250,6 +250,9 @@ test('a dual-teacher lesson in the browser', { timeout: 300_000 }, async (t) => 
     assert.equal(await teacher.evaluate(() => window.tandem.state().you.classroom_id), ids.teacher, 'the reloaded page has the teacher\'s seat back');
     await waitForFlow(roomA, { classroom_id: ids.teacher, kind: 'video', source: 'camera' }, 'classroom A ← teacher camera after the reload');
     await waitForFlow(roomA, { classroom_id: ids.teacher, kind: 'audio' }, 'classroom A ← teacher audio after the reload');
+    // Every subscriber of the teacher's slots switches to the new streams, not only A: a
+    // downtrack that missed the switch shows here, at the step that causes it.
+    await waitForFlow(roomB, { classroom_id: ids.teacher, kind: 'video', source: 'camera' }, 'classroom B ← teacher camera after the reload');
     await roomA.waitForFunction(() => {
       const v = document.querySelector('[data-testid="main-video"]');
       return v && !v.hidden && v.videoWidth > 0;

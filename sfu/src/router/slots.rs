@@ -200,6 +200,9 @@ impl Router {
         slot.keyframes = KeyframeThrottle::new(self.config.keyframe_request_interval);
         // The old stream's losses count now; the new one's numbering starts afresh.
         self.metrics.count_loss(slot.info.kind, slot.loss.finish());
+        // One stream feeds a slot: a stream that filled it before this one and never sent a
+        // packet (a race between two track events) must not feed it too.
+        self.track_by_leg.retain(|_, t| t != &track_id);
         self.track_by_leg
             .insert((key, rtc_track.to_owned()), track_id.clone());
         tracing::info!(class = %slot.class, classroom = %classroom, track = %track_id, ssrc, "a new stream fills the slot");
