@@ -310,3 +310,69 @@ async fn a_resume_does_not_keep_legs_that_were_lost() {
         .await
         .expect("the teacher is told A's media is back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_classroom_whose_network_drops_out_past_consent_restarts_ice_on_both_legs_by_itself() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Config::for_tests(data.path().to_path_buf());
+    // Consent runs out during the outage (RFC 7675 allows 30 s; 3 s keeps the test short):
+    // the old ICE sessions are over and only a restart brings the legs back.
+    config.consent_timeout_secs = 3;
+    config.reconnect_grace_secs = 60;
+    let server = tandem_signaling::start(config).await.unwrap();
+    let base = format!("http://{}", server.http_addr);
+    let class = common::create_class(&base, "Geography").await;
+    let mut teacher = Classroom::join(&base, &class.teacher_url, "Ms Li")
+        .await
+        .unwrap();
+    let lan = tandem_loadtest::link::LinkProfile::named("lan");
+    let options = tandem_loadtest::client::ClientOptions::browser_like(lan, 11);
+    let mut a = Classroom::join_with(&base, &class.invite_url, "Hotan No. 3", options)
+        .await
+        .unwrap();
+    teacher.publish(tone_and_video(440.0)).await.unwrap();
+    a.publish(tone_and_video(550.0)).await.unwrap();
+    let (t_id, a_id) = (teacher.classroom_id.clone(), a.classroom_id.clone());
+    wait_until(
+        "A and the teacher see each other",
+        Duration::from_secs(10),
+        || frames(&a, &t_id).len() > 5 && frames(&teacher, &a_id).len() > 5,
+    )
+    .await;
+    let offers = a.log().len();
+
+    a.cut_links(true);
+    teacher
+        .wait_for(Duration::from_secs(15), |m| {
+            matches!(m, ServerMessage::MediaState { classroom_id, connected: false } if classroom_id.as_str() == a_id)
+        })
+        .await
+        .expect("the server finds A's consent expired");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    a.cut_links(false);
+    let back = Instant::now();
+
+    wait_until(
+        "A sees the teacher again, and the teacher A",
+        Duration::from_secs(25),
+        || {
+            frames(&a, &t_id).iter().filter(|t| **t > back).count() > 15
+                && frames(&teacher, &a_id)
+                    .iter()
+                    .filter(|t| **t > back)
+                    .count()
+                    > 15
+        },
+    )
+    .await;
+    assert!(
+        a.log()[offers..]
+            .iter()
+            .any(|m| matches!(m, ServerMessage::SubscribeOffer { .. })),
+        "the subscribe leg came back by an ICE restart (a new offer)"
+    );
+    println!(
+        "A's media back {} ms after its network",
+        back.elapsed().as_millis()
+    );
+}

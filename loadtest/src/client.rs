@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tandem_sfu::{MediaKind, Source, TrackInfo};
 use tandem_signaling::protocol::{ClientMessage, DeclaredTrack, ServerMessage};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -350,6 +350,8 @@ struct Handler {
     shared: Arc<Mutex<Shared>>,
     gathered: mpsc::UnboundedSender<()>,
     connected: mpsc::UnboundedSender<bool>,
+    /// Every state the connection passes through, for [`crate::recovery`].
+    state: watch::Sender<RTCPeerConnectionState>,
 }
 
 #[async_trait::async_trait]
@@ -361,6 +363,7 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        self.state.send_replace(state);
         match state {
             RTCPeerConnectionState::Connected => {
                 let _ = self.connected.send(true);
@@ -503,6 +506,7 @@ pub(crate) async fn new_peer(
     Arc<dyn PeerConnection>,
     mpsc::UnboundedReceiver<()>,
     mpsc::UnboundedReceiver<bool>,
+    watch::Receiver<RTCPeerConnectionState>,
 )> {
     let mut media_engine = MediaEngine::default();
     media_engine.register_default_codecs()?;
@@ -528,10 +532,12 @@ pub(crate) async fn new_peer(
     );
     let (gathered_tx, gathered) = mpsc::unbounded_channel();
     let (connected_tx, connected) = mpsc::unbounded_channel();
+    let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
     let handler = Arc::new(Handler {
         shared,
         gathered: gathered_tx,
         connected: connected_tx,
+        state: state_tx,
     });
     let mut settings = webrtc::peer_connection::SettingEngineBuilder::new();
     if let Some(interval) = consent_check_interval {
@@ -559,7 +565,7 @@ pub(crate) async fn new_peer(
             .build()
             .await?
     };
-    Ok((Arc::new(pc), gathered, connected))
+    Ok((Arc::new(pc), gathered, connected, state))
 }
 
 impl Classroom {
@@ -709,9 +715,17 @@ impl Classroom {
                         )
                         .await
                         {
-                            Ok((pc, g, _)) => {
+                            Ok((pc, g, _, state)) => {
                                 gathered = Some(g);
                                 *slot.lock() = Some(pc.clone());
+                                if !options.tcp {
+                                    // Ends when the leg closes or is dropped (it holds no pc).
+                                    tokio::spawn(crate::recovery::keep_leg_up(
+                                        "subscribe",
+                                        state,
+                                        restart_subscribe_leg(outgoing.clone()),
+                                    ));
+                                }
                                 pc
                             }
                             Err(err) => {
@@ -866,7 +880,7 @@ impl Classroom {
         spec: PublishSpec,
         screen: Option<VideoSpec>,
     ) -> anyhow::Result<()> {
-        let (pc, mut gathered, mut connected) = new_peer(
+        let (pc, mut gathered, mut connected, state) = new_peer(
             self.shared.clone(),
             self.options.consent_check_interval,
             self.options.tcp,
@@ -916,7 +930,7 @@ impl Classroom {
         let mut rx = self.messages.subscribe();
         self.send(&ClientMessage::PublishOffer {
             sdp,
-            tracks: declared,
+            tracks: declared.clone(),
         })?;
         let answer = tokio::time::timeout(Duration::from_secs(10), async {
             loop {
@@ -932,7 +946,7 @@ impl Classroom {
         })
         .await
         .context("waiting for the publish answer")??;
-        let answer = self
+        let emulated_answer = self
             .options
             .proxy_for(
                 self.options.seed.wrapping_mul(2),
@@ -941,6 +955,13 @@ impl Classroom {
                 camera_ssrc.filter(|_| self.options.drop_camera),
             )
             .await?;
+        // The (server, proxy) addresses of this leg's emulated link, for the answers to come.
+        let emulated = self
+            .options
+            .candidate_addr(&answer)
+            .zip(self.options.candidate_addr(&emulated_answer))
+            .filter(|_| self.options.link.is_some());
+        let answer = emulated_answer;
         pc.set_remote_description(RTCSessionDescription::answer(answer.clone())?)
             .await?;
         if self.options.tcp {
@@ -949,6 +970,21 @@ impl Classroom {
         match tokio::time::timeout(Duration::from_secs(10), connected.recv()).await {
             Ok(Some(true)) => {}
             _ => bail!("the publish leg did not connect"),
+        }
+        if !self.options.tcp {
+            let leg = PublishLeg {
+                pc: Arc::downgrade(&pc),
+                gathered: Arc::new(tokio::sync::Mutex::new(gathered)),
+                outgoing: self.outgoing.clone(),
+                messages: self.messages.clone(),
+                tracks: declared,
+                emulated,
+            };
+            self.tasks.push(tokio::spawn(crate::recovery::keep_leg_up(
+                "publish",
+                state,
+                move || leg.clone().restart(),
+            )));
         }
         let lateness = self.options.lateness.clone();
         let mut report = |source: Source, kind: MediaKind| {
@@ -1038,6 +1074,16 @@ impl Classroom {
         .context("waiting for welcome")?
     }
 
+    /// The classroom's emulated network drops out (`cut`) or comes back: every datagram of both
+    /// legs is lost meanwhile; the WebSocket is not touched. Only UDP links can be cut.
+    pub fn cut_links(&self, cut: bool) {
+        for proxy in self.proxies.lock().iter() {
+            if let LinkProxy::Udp(p) = proxy {
+                p.set_cut(cut);
+            }
+        }
+    }
+
     /// Both media legs die (their peer connections close) while the WebSocket stays up.
     pub async fn drop_media(&mut self) {
         self.stop_media();
@@ -1077,6 +1123,84 @@ impl Drop for Classroom {
 }
 
 /// Create and apply an offer and return the SDP with the candidates in it.
+/// The subscribe leg's ICE restart: the server sends a new offer with new credentials, which
+/// the subscriber task answers ([`Classroom::spawn_subscriber`]; `rtc` restarts its side as the
+/// answerer when the offer's credentials change).
+fn restart_subscribe_leg(
+    outgoing: mpsc::UnboundedSender<Message>,
+) -> impl FnMut() -> std::future::Ready<anyhow::Result<()>> {
+    move || {
+        let text = serde_json::to_string(&ClientMessage::IceRestart {
+            leg: tandem_sfu::Leg::Subscribe,
+        });
+        std::future::ready(match text {
+            Ok(text) => outgoing
+                .send(Message::text(text))
+                .map_err(|_| anyhow!("the signaling connection is gone")),
+            Err(err) => Err(err.into()),
+        })
+    }
+}
+
+/// What the publish leg's ICE restart needs: it re-offers with new credentials, as
+/// `RTCPeerConnection.restartIce()` then `publish_offer` do in the browser.
+#[derive(Clone)]
+struct PublishLeg {
+    /// Weak: the watcher must not keep a closed classroom's leg alive.
+    pc: std::sync::Weak<dyn PeerConnection>,
+    gathered: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<()>>>,
+    outgoing: mpsc::UnboundedSender<Message>,
+    messages: broadcast::Sender<ServerMessage>,
+    tracks: Vec<DeclaredTrack>,
+    /// (server, proxy) of the leg's emulated link: the answer's candidate goes through it again.
+    emulated: Option<(SocketAddr, SocketAddr)>,
+}
+
+impl PublishLeg {
+    async fn restart(self) -> anyhow::Result<()> {
+        let pc = self
+            .pc
+            .upgrade()
+            .ok_or_else(|| anyhow!("the publish leg is gone"))?;
+        pc.restart_ice().await?;
+        let offer = pc.create_offer(None).await?;
+        let sdp = {
+            let mut gathered = self.gathered.lock().await;
+            apply_local(&pc, offer, Some(&mut gathered)).await?
+        };
+        let mut rx = self.messages.subscribe();
+        self.outgoing
+            .send(Message::text(serde_json::to_string(
+                &ClientMessage::PublishOffer {
+                    sdp,
+                    tracks: self.tracks,
+                },
+            )?))
+            .map_err(|_| anyhow!("the signaling connection is gone"))?;
+        let answer = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match rx.recv().await {
+                    Ok(ServerMessage::PublishAnswer { sdp }) => return Ok(sdp),
+                    Ok(ServerMessage::Error { code, message, .. }) => {
+                        bail!("ICE restart refused: {code:?}: {message}")
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(err) => bail!("closed: {err}"),
+                }
+            }
+        })
+        .await
+        .context("waiting for the publish answer")??;
+        let answer = match self.emulated {
+            Some((server, proxy)) => rewrite_candidates(&answer, server, proxy),
+            None => answer,
+        };
+        pc.set_remote_description(RTCSessionDescription::answer(answer)?)
+            .await?;
+        Ok(())
+    }
+}
+
 pub(crate) async fn local_offer(
     pc: &Arc<dyn PeerConnection>,
     gathered: &mut mpsc::UnboundedReceiver<()>,

@@ -10,6 +10,7 @@ pub mod loss;
 pub mod measure;
 pub mod media;
 pub mod proc_stats;
+pub mod recovery;
 pub mod report;
 pub mod runner;
 pub mod server;

@@ -31,6 +31,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -400,6 +401,8 @@ pub struct ProxyStats {
 pub struct UdpLinkProxy {
     local_addr: SocketAddr,
     stats: Arc<Mutex<ProxyStats>>,
+    /// While set, the link is down: every datagram either way is lost ([`Self::set_cut`]).
+    cut: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -427,6 +430,7 @@ impl UdpLinkProxy {
         let socket = UdpSocket::bind("127.0.0.1:0").await?;
         let local_addr = socket.local_addr()?;
         let stats = Arc::new(Mutex::new(ProxyStats::default()));
+        let cut = Arc::new(AtomicBool::new(false));
         let up = LinkEmulator::new(uplink, seed);
         let down = LinkEmulator::new(downlink, seed ^ 0x9E37_79B9_7F4A_7C15);
         let task = tokio::spawn(run_proxy(
@@ -436,10 +440,12 @@ impl UdpLinkProxy {
             down,
             stats.clone(),
             drop_uplink_ssrc,
+            cut.clone(),
         ));
         Ok(Self {
             local_addr,
             stats,
+            cut,
             task,
         })
     }
@@ -451,6 +457,12 @@ impl UdpLinkProxy {
 
     pub fn stats(&self) -> ProxyStats {
         *self.stats.lock()
+    }
+
+    /// Take the link down (a classroom's network drops out: every datagram either way is lost
+    /// and counted so) or bring it back.
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::Relaxed);
     }
 }
 
@@ -467,9 +479,11 @@ async fn run_proxy(
     mut down: LinkEmulator,
     stats: Arc<Mutex<ProxyStats>>,
     drop_uplink_ssrc: Option<u32>,
+    cut: Arc<AtomicBool>,
 ) {
     let mut client: Option<SocketAddr> = None;
     let mut dropped = 0u64;
+    let mut dropped_down = 0u64;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let now = Instant::now();
@@ -488,10 +502,10 @@ async fn run_proxy(
         let mut uplink = up.stats();
         uplink.lost += dropped;
         uplink.sent += dropped;
-        *stats.lock() = ProxyStats {
-            uplink,
-            downlink: down.stats(),
-        };
+        let mut downlink = down.stats();
+        downlink.lost += dropped_down;
+        downlink.sent += dropped_down;
+        *stats.lock() = ProxyStats { uplink, downlink };
         let deadline = match (up.next_deadline(), down.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -507,11 +521,16 @@ async fn run_proxy(
                 Ok((len, from)) => {
                     let packet = Bytes::copy_from_slice(&buf[..len]);
                     let now = Instant::now();
+                    let cut = cut.load(Ordering::Relaxed);
                     if from == server {
-                        down.send(now, packet);
+                        if cut {
+                            dropped_down += 1;
+                        } else {
+                            down.send(now, packet);
+                        }
                     } else {
                         client = Some(from);
-                        if drop_uplink_ssrc.is_some_and(|ssrc| rtp_ssrc(&packet) == Some(ssrc)) {
+                        if cut || drop_uplink_ssrc.is_some_and(|ssrc| rtp_ssrc(&packet) == Some(ssrc)) {
                             dropped += 1;
                         } else {
                             up.send(now, packet);

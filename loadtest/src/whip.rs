@@ -111,7 +111,7 @@ impl HttpMediaSession {
     ) -> anyhow::Result<HttpOfferOutcome> {
         let proxies = Arc::new(Mutex::new(Vec::new()));
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let (pc, mut gathered, mut connected) = new_peer(
+        let (pc, mut gathered, mut connected, _) = new_peer(
             shared.clone(),
             options.consent_check_interval,
             options.tcp,
@@ -194,7 +194,7 @@ impl HttpMediaSession {
     ) -> anyhow::Result<HttpOfferOutcome> {
         use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let (pc, mut gathered, mut connected) =
+        let (pc, mut gathered, mut connected, _) =
             new_peer(shared.clone(), consent_check_interval, false, false).await?;
         for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
             pc.add_transceiver_from_kind(
